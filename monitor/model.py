@@ -217,3 +217,30 @@ class ConnectionInfo:
     grant: Grant
     labels: dict[str, str] = field(default_factory=dict)
     channel: str = ""  # alert routing override; empty = route by labels, then default
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    """A read-only snapshot of one connection, for the status API, page and alerting.
+
+    Never carries a token: only the times derived from them."""
+
+    info: ConnectionInfo
+    health: Health
+    access_expires_at: float | None
+    refresh_expires_at: float | None
+    refresh_issued_at: float | None
+    can_renew_refresh: bool  # the grant can obtain a fresh refresh token by itself
+    next_probe_at: float | None
+    next_refresh_at: float | None
+    owner: str = ""  # the replica that works on it (PostgreSQL fleets)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeTarget:
+    """Where to send a browser to re-authorize one connection (`/oauth_auth.do`)."""
+
+    connection_id: str
+    instance_url: str  # https://acme.service-now.com, no trailing slash
+    client_id: str
+    scopes: tuple[str, ...] = ()

@@ -1,0 +1,116 @@
+"""One connection's runtime state: its configuration, tokens, health and jobs.
+
+A plain record owned by the keeper. It holds the single-flight slot: while a token
+request is in flight, `flight` is the future every other caller awaits instead of
+starting a second request with the same refresh token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from monitor.model import (
+    ConnectionInfo,
+    ConnectionStatus,
+    Grant,
+    Health,
+    ProbeResult,
+    State,
+    StoredTokens,
+    TokenResult,
+    TokenSet,
+)
+from monitor.schedule import Job
+from monitor.secret import Secret
+from monitor.timing import can_renew_refresh
+
+
+class ProbeSettings(Protocol):
+    @property
+    def table(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def fields(self) -> str: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+class ConnectionSettings(Protocol):
+    """What the keeper reads of a configured connection (config.ConnectionConfig)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def instance_url(self) -> str: ...
+    @property
+    def grant(self) -> Grant: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> Secret | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> Secret | None: ...
+    @property
+    def scopes(self) -> tuple[str, ...]: ...
+    @property
+    def refresh_token_lifespan(self) -> float: ...
+    @property
+    def probe(self) -> ProbeSettings: ...
+
+    def info(self) -> ConnectionInfo: ...
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    settings: ConnectionSettings
+    info: ConnectionInfo
+    jitter: float
+    health: Health
+    probe_job: Job | None = None
+    refresh_job: Job | None = None
+    stored: StoredTokens | None = None
+    flight: asyncio.Future[TokenSet | None] | None = None
+    last_token_result: TokenResult | None = None
+    last_probe: ProbeResult | None = None
+    failures_in_row: int = 0  # token requests that failed, for backoff
+    retry_at: float | None = None  # no token request before this (backoff)
+    owned: bool = True
+    history_dirty: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def tokens(self) -> TokenSet | None:
+        return self.stored.tokens if self.stored is not None else None
+
+    @property
+    def version(self) -> int:
+        return self.stored.version if self.stored is not None else 0
+
+    def status(self, owner: str = "") -> ConnectionStatus:
+        tokens = self.tokens
+        return ConnectionStatus(
+            info=self.info,
+            health=self.health,
+            access_expires_at=tokens.access_expires_at if tokens else None,
+            refresh_expires_at=tokens.refresh_expires_at if tokens else None,
+            refresh_issued_at=tokens.refresh_issued_at if tokens else None,
+            can_renew_refresh=can_renew_refresh(self.info.grant),
+            next_probe_at=self.probe_job.due if self.probe_job else None,
+            next_refresh_at=self.refresh_job.due if self.refresh_job else None,
+            owner=owner,
+        )
+
+    @property
+    def credentials_expired(self) -> bool:
+        return self.health.state is State.CREDENTIALS_EXPIRED

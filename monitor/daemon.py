@@ -1,0 +1,202 @@
+"""The composition root: builds every part from the config, runs them, stops them.
+
+One `async with` tree: resources enter an `AsyncExitStack` and leave in reverse, only if
+they started; long-running loops live in one `TaskGroup`. Shutdown waits on an
+`asyncio.Event` (set by the signal handler in `cli.py`): the scheduler stops starting
+work, cancels probes in flight, lets refreshes finish within the grace period (their
+token writes are shielded), the last health and history are flushed, then the web
+server, HTTP session, store and telemetry close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import socket
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from monitor import __version__
+from monitor.clock import Clock, ScaledClock, SystemClock
+from monitor.config import Config
+from monitor.errors import StoreError
+from monitor.health import Thresholds
+from monitor.http import HttpSettings, build_session
+from monitor.keeper import Keeper
+from monitor.schedule import Job, Scheduler
+from monitor.store import Store
+from monitor.store.crypto import Keyring
+from monitor.store.factory import open_store
+from monitor.telemetry import Telemetry, TelemetrySettings, render
+from monitor.telemetry.loopwatch import watch_event_loop
+from monitor.web.app import build_app
+from monitor.web.settings import WebSettings
+
+log = logging.getLogger("snowmon.daemon")
+
+
+def clock_for(config: Config) -> Clock:
+    if config.clock.speed == 1.0 and not config.clock.anchor:
+        return SystemClock()
+    return ScaledClock(config.clock.speed, anchor=config.clock.anchor or None)
+
+
+@dataclass
+class Running:
+    """What a started daemon exposes to tests and the demo."""
+
+    keeper: Keeper
+    scheduler: Scheduler
+    store: Store
+    registry: CollectorRegistry
+    web_url: str | None
+    telemetry: Telemetry
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        telemetry: Telemetry | None = None,
+        replica: str | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or clock_for(config)
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._telemetry = telemetry
+        self.replica = replica or f"{socket.gethostname()}-{id(self):x}"
+        self.stop = stop or asyncio.Event()
+        self.started = asyncio.Event()
+        self.running: Running | None = None
+
+    async def run(self) -> None:
+        cfg = self.config
+        async with AsyncExitStack() as stack:
+            telemetry = self._telemetry or Telemetry.create(
+                TelemetrySettings(**cfg.telemetry.model_dump()),
+                registry=self.registry,
+                resource_attributes={"service.instance.id": self.replica},
+            )
+            if self._telemetry is None:
+                stack.push_async_callback(telemetry.aclose)
+            metrics = telemetry.metrics
+            metrics.configured(len(cfg.connections))
+
+            keyring = Keyring.from_secrets(cfg.daemon.encryption_keys)
+            store = open_store(
+                cfg.daemon.store.reveal(),
+                keyring,
+                history_per_connection=cfg.daemon.history_per_connection,
+            )
+            await store.open()
+            stack.push_async_callback(store.close)
+
+            session = build_session(HttpSettings(**cfg.http.model_dump()), telemetry)
+            stack.push_async_callback(session.close)
+
+            scheduler = Scheduler(
+                self.clock, max_in_flight=cfg.daemon.max_in_flight, on_lag=metrics.scheduler_lag
+            )
+            keeper = Keeper(
+                connections=cfg.connections,
+                store=store,
+                session=session,
+                clock=self.clock,
+                scheduler=scheduler,
+                metrics=metrics,
+                tracer=telemetry.tracer,
+                thresholds=Thresholds(
+                    failure_threshold=cfg.alerts.failure_threshold,
+                    success_threshold=cfg.alerts.success_threshold,
+                ),
+                request_timeout=cfg.http.request_timeout,
+                owner=self.replica,
+            )
+            await keeper.load()
+
+            web_url: str | None = None
+            if cfg.web.enabled:
+                app = build_app(
+                    fleet=keeper,
+                    readiness=_Readiness(store, scheduler, keeper),
+                    metrics_render=lambda accept: render(telemetry.registry, accept),
+                    settings=WebSettings(
+                        read_tokens=cfg.web.read_tokens,
+                        admin_tokens=cfg.web.admin_tokens,
+                        protect_metrics=cfg.web.protect_metrics,
+                        public_url=cfg.web.base_url,
+                    ),
+                    clock=self.clock,
+                    tracer_provider=telemetry.provider,
+                )
+                runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+                await runner.setup()
+                stack.push_async_callback(runner.cleanup)
+                site = web.TCPSite(runner, cfg.web.listen.host, cfg.web.listen.port)
+                await site.start()
+                web_url = _site_url(runner, cfg.web.listen.host)
+            self.running = Running(keeper, scheduler, store, self.registry, web_url, telemetry)
+            log.info(
+                "daemon.started",
+                extra={
+                    "version": __version__,
+                    "python": platform.python_version(),
+                    "connections": len(cfg.connections),
+                    "web": web_url,
+                    "replica": self.replica,
+                },
+            )
+            self.started.set()
+            async with asyncio.TaskGroup() as group:
+                cut = group.create_task(
+                    scheduler.run(
+                        self.stop,
+                        grace=cfg.daemon.shutdown_grace,
+                        cancel_at_stop=_is_probe,
+                    )
+                )
+                group.create_task(keeper.run_flusher(self.stop))
+                group.create_task(watch_event_loop(metrics, self.stop))
+            await keeper.flush()
+            log.info("daemon.stopped", extra={"refreshes_cut_off": cut.result()})
+
+
+class _Readiness:
+    """Ready when the store answers, the scheduler runs and the config was loaded."""
+
+    def __init__(self, store: Store, scheduler: Scheduler, keeper: Keeper) -> None:
+        self._store = store
+        self._scheduler = scheduler
+        self._keeper = keeper
+
+    async def check(self) -> dict[str, bool]:
+        try:
+            async with asyncio.timeout(2.0):
+                await self._store.ping()
+        except (StoreError, TimeoutError):
+            store_ok = False
+        else:
+            store_ok = self._keeper.store_ok
+        return {"store": store_ok, "scheduler": self._scheduler.running, "config": True}
+
+
+def _is_probe(job: Job) -> bool:
+    return job.kind == "probe"
+
+
+def _site_url(runner: web.AppRunner, host: str) -> str:
+    addresses: Sequence[object] = runner.addresses
+    for address in addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"http://{host}:{address[1]}"
+    raise RuntimeError("the web server has no address")

@@ -1,0 +1,71 @@
+"""When to refresh, when to retry, when to renew: the credential calendar, pure.
+
+ServiceNow access tokens live 30 minutes by default; we refresh at 60-70 % of that life
+(the exact share is fixed per connection, so a fleet does not refresh in lockstep), never
+later than five minutes before expiry (a quarter of the life for short-lived tokens).
+Lifetimes are measured from when the request was sent, not when the answer came, so a
+slow token endpoint can only make us early.
+
+Refresh tokens die at issue time + lifespan however often they are used; a grant that can
+mint a fresh one by itself (password) does so at `RENEW_AT` of that lifespan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from monitor.model import Grant, TokenSet
+
+REFRESH_FROM = 0.60
+REFRESH_SPREAD = 0.10
+LATEST_MARGIN = 300.0
+RENEW_AT = 0.80
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 180.0
+REJECTION_RETRY = 30.0
+
+
+def connection_jitter(connection_id: str) -> float:
+    """A stable number in [0, 1) per connection: the same across restarts and replicas."""
+    digest = hashlib.blake2b(connection_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def refresh_at(tokens: TokenSet, jitter: float) -> float:
+    """When the access token should be refreshed."""
+    life = max(0.0, tokens.access_expires_at - tokens.obtained_at)
+    planned = tokens.obtained_at + life * (REFRESH_FROM + REFRESH_SPREAD * jitter)
+    latest = tokens.access_expires_at - min(LATEST_MARGIN, life / 4)
+    return min(planned, latest)
+
+
+def usable(tokens: TokenSet, now: float) -> bool:
+    """Whether the access token may still be sent: a small guard before expiry keeps a
+    request in flight from arriving with a token that died on the way."""
+    life = max(0.0, tokens.access_expires_at - tokens.obtained_at)
+    return now < tokens.access_expires_at - min(30.0, life * 0.1)
+
+
+def renew_refresh_at(tokens: TokenSet) -> float | None:
+    """When a grant that can mint a fresh refresh token should do so, if it has one."""
+    if tokens.refresh_issued_at is None or tokens.refresh_expires_at is None:
+        return None
+    life = tokens.refresh_expires_at - tokens.refresh_issued_at
+    return tokens.refresh_issued_at + life * RENEW_AT
+
+
+def can_renew_refresh(grant: Grant) -> bool:
+    """Whether the grant can obtain a new refresh token without a person."""
+    return grant in (Grant.PASSWORD, Grant.CLIENT_CREDENTIALS)
+
+
+def backoff(attempt: int, rng: random.Random, *, until: float | None, now: float) -> float:
+    """Seconds to wait after `attempt` transient failures in a row (1-based): exponential
+    with full jitter, seconds to a few minutes, and never so long that the token dies
+    before the next try."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** max(0, attempt - 1))
+    delay = BACKOFF_BASE / 2 + rng.random() * ceiling
+    if until is not None and until > now:
+        delay = min(delay, max(1.0, (until - now) / 2))
+    return delay
