@@ -411,16 +411,28 @@ class Keeper:
         return (pending[::-1] + stored)[:limit]
 
     async def refresh_now(self, connection_id: str) -> TokenResult:
+        """Refresh (or grant again) now and answer what the token endpoint said.
+        `KeyError` for an unknown connection."""
         conn = self._conns[connection_id]
         conn.retry_at = None
+        before = conn.last_token_result
         await self.credentials.obtain(conn)
+        now = self._clock.now()
         if conn.refresh_job is not None:
-            self._scheduler.schedule(
-                conn.refresh_job, self._next_refresh(conn, self._clock.now()) or self._clock.now()
-            )
+            self._scheduler.schedule(conn.refresh_job, self._next_refresh(conn, now) or now)
         result = conn.last_token_result
-        if result is None:
-            raise LookupError(f"connection {connection_id} made no token request")
+        if result is None or result is before:
+            # No request was possible: an authorization_code connection without a
+            # refresh token needs the connect flow.
+            return TokenResult(
+                Grant.REFRESH_TOKEN,
+                None,
+                TokenFailure.GRANT_NOT_ALLOWED,
+                None,
+                "no refresh token: re-authorize through the connect flow",
+                None,
+                now,
+            )
         return result
 
     def authorize_target(self, connection_id: str) -> AuthorizeTarget | None:
