@@ -127,8 +127,13 @@ def _on_probe(health: Health, result: ProbeResult, thresholds: Thresholds) -> He
         ProbeReason.AUTH_REJECTED,
     ):
         # Without a working credential every probe fails the same way: the state that
-        # says what to do (re-authorize) stays.
-        return replace(failed, state=State.CREDENTIALS_EXPIRED)
+        # says what to do (re-authorize), and why, stays.
+        return replace(
+            failed,
+            state=State.CREDENTIALS_EXPIRED,
+            last_reason=health.last_reason,
+            last_error=health.last_error,
+        )
     own = _OWN_STATE.get(result.reason)
     if own is not None:
         return replace(failed, state=own)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from monitor.emulator import Emulator, FleetOptions
 from monitor.model import Grant, State
-
 from tests.daemon.harness import authorize, connections, fleet
 
 PROBE = 60.0
@@ -74,7 +73,6 @@ async def test_flaky_token_endpoint_expires_nothing() -> None:
         for inst in emu.instances:
             emu.set_faults(inst.name, flaky_token=0.3)
         from monitor.clock import ScaledClock
-
         from tests.daemon.harness import keeper_on
 
         clock = ScaledClock(60.0, anchor=emu.clock.anchor)

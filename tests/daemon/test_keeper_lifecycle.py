@@ -6,7 +6,6 @@ from __future__ import annotations
 from monitor.emulator import FleetOptions
 from monitor.model import State
 from monitor.store.memory import MemoryStore
-
 from tests.daemon.harness import fleet
 
 
@@ -42,7 +41,6 @@ async def test_short_tokens_refresh_on_time_without_overlap_or_expired_use() -> 
 async def test_restart_inside_one_emulator_makes_no_new_grant() -> None:
     from monitor.clock import ScaledClock
     from monitor.emulator import Emulator
-
     from tests.daemon.harness import connections, keeper_on
 
     store = MemoryStore()

@@ -1,0 +1,188 @@
+"""`snowmon run` as a real process: SIGTERM drains and exits 0, `kill -9` in the middle of
+a refresh storm loses no token, bad config and bad stores exit non-zero with a message and
+no traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from monitor.emulator import Emulator, FleetOptions
+from monitor.store.crypto import Keyring, generate_key
+from monitor.store.sqlite import SqliteStore
+from tests.daemon.configs import READ_TOKEN, write_config
+
+SNOWMON = [sys.executable, "-m", "monitor.cli"]
+
+
+async def _start(config: Path) -> asyncio.subprocess.Process:
+    """Start the daemon with its output in a file beside the config (a pipe nobody reads
+    would fill up and stall it)."""
+    log = (config.parent / "daemon.log").open("ab")
+    try:
+        return await asyncio.create_subprocess_exec(
+            *SNOWMON, "run", "--config", str(config), stdout=log, stderr=log
+        )
+    finally:
+        log.close()
+
+
+def _log(config: Path) -> str:
+    return (config.parent / "daemon.log").read_text(errors="replace")
+
+
+async def _states(base: str) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{base}/api/v1/connections?limit=1000", headers=headers) as resp,
+    ):
+        body = await resp.json()
+    return {item["id"]: item["state"] for item in body["items"]}
+
+
+async def _wait_all(base: str, state: str, count: int, seconds: float) -> None:
+    async with asyncio.timeout(seconds):
+        while True:
+            try:
+                states = await _states(base)
+            except aiohttp.ClientError:
+                states = {}
+            if len(states) == count and set(states.values()) == {state}:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
+    async with Emulator(FleetOptions(instances=10, speed=10.0, seed=31)) as emu:
+        config, port = write_config(emu.fleet_info(), tmp_path)
+        proc = await _start(config)
+        try:
+            await _wait_all(f"http://127.0.0.1:{port}", "healthy", 10, 30)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        log = _log(config)
+        assert proc.returncode == 0, log[-2000:]
+        assert time.monotonic() - started < 25
+        assert "Traceback" not in log
+        assert '"event":"daemon.stopped"' in log
+
+
+async def test_kill_9_in_a_refresh_storm_loses_no_token(tmp_path: Path) -> None:
+    # 30-second tokens at 60x: every connection refreshes about three times a second.
+    options = FleetOptions(instances=40, speed=60.0, access_lifespan=30, seed=32)
+    async with Emulator(options) as emu:
+        config, port = write_config(emu.fleet_info(), tmp_path, probe_interval=20)
+        base = f"http://127.0.0.1:{port}"
+        proc = await _start(config)
+        try:
+            await _wait_all(base, "healthy", 40, 30)
+            refreshes = emu.totals().refreshes
+            await asyncio.sleep(1.0)
+            assert emu.totals().refreshes > refreshes  # the storm is on
+            proc.kill()  # SIGKILL: no drain, no flush
+            await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        grants = emu.totals().grants["password"]
+        assert grants == 40
+        # Every stored token decrypts; the restarted daemon refreshes with them and
+        # never needs a new password grant.
+        proc = await _start(config)
+        try:
+            await _wait_all(base, "healthy", 40, 30)
+            await asyncio.sleep(1.0)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+        assert emu.totals().grants["password"] == 40
+        assert emu.totals().expired_token_uses == 0
+        assert emu.totals().refresh_overlaps == 0
+    key = (config.with_name("snowmon.secrets") / "encryption.key").read_text().strip()
+    store = SqliteStore(tmp_path / "snowmon.db", Keyring([key]))
+    await store.open()
+    try:
+        assert len(await store.load_all_tokens()) == 40
+    finally:
+        await store.close()
+
+
+async def _run_cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *SNOWMON,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_bad_config_exits_2_with_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        """
+[daemon]
+store = "sqlite:///x.db"
+encryption_keys = ["env:SNOWMON_TEST_MISSING_KEY"]
+bogus = 1
+
+[[connections]]
+id = "Bad Id"
+instance_url = "http://evil.example.com"
+grant = "password"
+client_id = "x"
+client_secret = "env:SNOWMON_TEST_MISSING_SECRET"
+"""
+    )
+    for command in (["check", str(config)], ["run", "--config", str(config)]):
+        code, _, err = await _run_cli(*command)
+        assert code == 2, err
+        assert "Traceback" not in err
+        assert "bogus" in err
+        assert "SNOWMON_TEST_MISSING_KEY" in err
+        assert "instance_url" in err
+        assert "SNOWMON_TEST_MISSING_SECRET" in err
+
+
+async def test_unusable_store_exits_1_with_a_message(tmp_path: Path) -> None:
+    async with Emulator(FleetOptions(instances=1, seed=33)) as emu:
+        config, _ = write_config(emu.fleet_info(), tmp_path)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    text = config.read_text().replace('store = "sqlite:///snowmon.db"', 'store = "sqlite:///not-a-dir/s.db"')
+    config.write_text(text)
+    code, _, err = await _run_cli("run", "--config", str(config))
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert "not-a-dir" in err
+
+
+async def test_wrong_encryption_key_exits_1_naming_the_key(tmp_path: Path) -> None:
+    async with Emulator(FleetOptions(instances=2, speed=10.0, seed=34)) as emu:
+        config, port = write_config(emu.fleet_info(), tmp_path)
+        proc = await _start(config)
+        try:
+            await _wait_all(f"http://127.0.0.1:{port}", "healthy", 2, 30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+    key_file = config.with_name("snowmon.secrets") / "encryption.key"
+    key_file.write_text(generate_key())
+    code, _, err = await _run_cli("run", "--config", str(config))
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert "encryption_keys" in err
