@@ -4,9 +4,15 @@ run in seconds of test. Real HTTP over loopback; nothing is mocked."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
 
 from monitor.clock import ScaledClock
 from monitor.emulator import Emulator, FleetOptions
@@ -154,13 +160,6 @@ async def keeper_on(
 async def authorize(h: Harness, connection_id: str) -> None:
     """Walk the authorization-code flow with PKCE against the emulator's auto-approving
     `/oauth_auth.do`, then let the keeper exchange the code."""
-    import base64
-    import hashlib
-    import secrets
-    from urllib.parse import parse_qs, urlsplit
-
-    import aiohttp
-
     conn = h.keeper.connection(connection_id)
     assert conn is not None
     verifier = secrets.token_urlsafe(48)

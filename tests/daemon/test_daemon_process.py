@@ -163,7 +163,9 @@ async def test_unusable_store_exits_1_with_a_message(tmp_path: Path) -> None:
         config, _ = write_config(emu.fleet_info(), tmp_path)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a directory should be")
-    text = config.read_text().replace('store = "sqlite:///snowmon.db"', 'store = "sqlite:///not-a-dir/s.db"')
+    text = config.read_text().replace(
+        'store = "sqlite:///snowmon.db"', 'store = "sqlite:///not-a-dir/s.db"'
+    )
     config.write_text(text)
     code, _, err = await _run_cli("run", "--config", str(config))
     assert code == 1, err

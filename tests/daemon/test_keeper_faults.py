@@ -3,9 +3,10 @@ turns exactly its connection credentials_expired; a flaky token endpoint turns n
 
 from __future__ import annotations
 
+from monitor.clock import ScaledClock
 from monitor.emulator import Emulator, FleetOptions
 from monitor.model import Grant, State
-from tests.daemon.harness import authorize, connections, fleet
+from tests.daemon.harness import authorize, connections, fleet, keeper_on
 
 PROBE = 60.0
 
@@ -72,9 +73,6 @@ async def test_flaky_token_endpoint_expires_nothing() -> None:
     async with Emulator(options) as emu:
         for inst in emu.instances:
             emu.set_faults(inst.name, flaky_token=0.3)
-        from monitor.clock import ScaledClock
-        from tests.daemon.harness import keeper_on
-
         clock = ScaledClock(60.0, anchor=emu.clock.anchor)
         async with keeper_on(emu, clock, connections(emu, interval=20.0), None) as h:
             await h.run_for(600)

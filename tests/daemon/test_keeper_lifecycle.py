@@ -3,10 +3,11 @@ expired, never refreshed twice at once; faults give their own states."""
 
 from __future__ import annotations
 
-from monitor.emulator import FleetOptions
+from monitor.clock import ScaledClock
+from monitor.emulator import Emulator, FleetOptions
 from monitor.model import State
 from monitor.store.memory import MemoryStore
-from tests.daemon.harness import fleet
+from tests.daemon.harness import connections, fleet, keeper_on
 
 
 async def test_every_connection_gets_a_token_and_turns_healthy() -> None:
@@ -39,10 +40,6 @@ async def test_short_tokens_refresh_on_time_without_overlap_or_expired_use() -> 
 
 
 async def test_restart_inside_one_emulator_makes_no_new_grant() -> None:
-    from monitor.clock import ScaledClock
-    from monitor.emulator import Emulator
-    from tests.daemon.harness import connections, keeper_on
-
     store = MemoryStore()
     async with Emulator(FleetOptions(instances=4, speed=10.0, seed=5)) as emu:
         clock = ScaledClock(10.0, anchor=emu.clock.anchor)
