@@ -85,7 +85,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body, content_type = request.app[METRICS_RENDER](request.headers.get("Accept", ""))
+    # Rendering a large fleet's per-connection series takes seconds: keep it off the loop.
+    render = request.app[METRICS_RENDER]
+    body, content_type = await asyncio.to_thread(render, request.headers.get("Accept", ""))
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
