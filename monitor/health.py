@@ -137,15 +137,22 @@ def _on_probe(health: Health, result: ProbeResult, thresholds: Thresholds) -> He
     own = _OWN_STATE.get(result.reason)
     if own is not None:
         return replace(failed, state=own)
-    state = State.FAILING if failures >= thresholds.failure_threshold else State.DEGRADED
+    recovering = (
+        health.state is State.DEGRADED
+        and health.consecutive_failures == 0
+        and health.consecutive_successes > 0
+    )
+    # A failure during recovery from `failing` is failing again: recovery needs
+    # `success_threshold` successes in a row.
+    state = (
+        State.FAILING if failures >= thresholds.failure_threshold or recovering else State.DEGRADED
+    )
     if health.state is State.CREDENTIALS_EXPIRED:
         state = State.CREDENTIALS_EXPIRED
     return replace(failed, state=state)
 
 
-def _on_token(
-    health: Health, result: TokenResult, now: float, thresholds: Thresholds
-) -> Health:
+def _on_token(health: Health, result: TokenResult, now: float, thresholds: Thresholds) -> Health:
     if result.ok:
         # A working credential clears the evidence; the state itself waits for a probe.
         return replace(health, rejections=0, first_rejection_at=None)

@@ -11,6 +11,7 @@ ServiceNow hides most failures behind one generic 401 `access_denied` body, so t
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -256,9 +257,8 @@ def _token_set(
     token_type = doc.get("token_type", "Bearer")
     if not isinstance(access, str) or not access:
         return "answer without access_token"
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        expires_in = int(expires_in)
-    if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
+    life = _lifetime(expires_in)
+    if life is None:
         return "answer without a positive expires_in"
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         return "token_type is not Bearer"
@@ -285,7 +285,7 @@ def _token_set(
         issued_at, refresh_expires = previous.refresh_issued_at, previous.refresh_expires_at
     return TokenSet(
         access_token=Secret(access),
-        access_expires_at=sent_at + float(expires_in),
+        access_expires_at=sent_at + life,
         obtained_at=sent_at,
         refresh_token=refresh_token,
         refresh_issued_at=issued_at,
@@ -293,3 +293,19 @@ def _token_set(
         scope=scope if isinstance(scope, str) else "",
         grant=previous.grant if previous is not None and grant is Grant.REFRESH_TOKEN else grant,
     )
+
+
+def _lifetime(value: object) -> float | None:
+    """`expires_in` as seconds: a positive finite number, or digits in a string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 15):
+            return None
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        life = float(value)
+    except OverflowError:
+        return None
+    return life if math.isfinite(life) and life > 0 else None

@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -77,6 +78,8 @@ class Scheduler:
     def schedule(self, job: Job, at: float) -> None:
         """Plan `job` at clock time `at`, replacing any earlier plan for it. A job that is
         running now is planned for after it finishes."""
+        if not math.isfinite(at):
+            raise ValueError(f"job {job.key}/{job.kind} planned at {at}")
         if job.running:
             job.rerun_at = at if job.rerun_at is None else min(job.rerun_at, at)
             return
@@ -149,6 +152,7 @@ class Scheduler:
 
     async def _execute(self, job: Job) -> None:
         following: float | None = None
+        generation = job.generation
         try:
             following = await job.run()
         finally:
@@ -156,6 +160,8 @@ class Scheduler:
             self._in_flight.pop(job, None)
             planned = job.rerun_at
             job.rerun_at = None
+            if job.generation != generation:
+                following = None  # cancelled while it ran
             if planned is not None:
                 following = planned if following is None else min(following, planned)
             if following is not None:

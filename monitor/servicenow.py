@@ -8,6 +8,7 @@ short, redacted one-line detail for logs and the status API.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 
@@ -64,7 +65,7 @@ def _number(value: str | None) -> float | None:
         number = float(value.strip())
     except ValueError:
         return None
-    return number if number >= 0 else None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def rate_limit(headers: Mapping[str, str]) -> RateLimit | None:

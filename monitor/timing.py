@@ -64,7 +64,7 @@ def backoff(attempt: int, rng: random.Random, *, until: float | None, now: float
     """Seconds to wait after `attempt` transient failures in a row (1-based): exponential
     with full jitter, seconds to a few minutes, and never so long that the token dies
     before the next try."""
-    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** max(0, attempt - 1))
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** min(max(0, attempt - 1), 32))
     delay = BACKOFF_BASE / 2 + rng.random() * ceiling
     if until is not None and until > now:
         delay = min(delay, max(1.0, (until - now) / 2))

@@ -13,6 +13,7 @@ from monitor.clock import Clock
 from monitor.errors import StoreError
 from monitor.store import Store
 from monitor.store.crypto import Keyring
+from monitor.store.postgres import PostgresStore
 from monitor.store.sqlite import SqliteStore
 
 _SQLITE = "sqlite://"
@@ -31,8 +32,9 @@ def open_store(
             Path(path), keyring, history_per_connection=history_per_connection, clock=clock
         )
     if url.startswith(_POSTGRES):
-        # The PostgreSQL backend (monitor/store/postgres.py) plugs in here.
-        raise StoreError("PostgreSQL store not available")
+        # The DSN goes to asyncpg as it is (libpq URI syntax, query parameters included).
+        # Without a replica name the store does not check leases: one process per fleet.
+        return PostgresStore(url, keyring, history_per_connection=history_per_connection)
     # Only the scheme is quoted: a DSN can carry a password.
     scheme = url.split(":", 1)[0] if ":" in url else "(none)"
     raise StoreError(
