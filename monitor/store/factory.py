@@ -21,7 +21,12 @@ _POSTGRES = ("postgresql://", "postgres://")
 
 
 def open_store(
-    url: str, keyring: Keyring, *, history_per_connection: int, clock: Clock | None = None
+    url: str,
+    keyring: Keyring,
+    *,
+    history_per_connection: int,
+    clock: Clock | None = None,
+    replica: str | None = None,
 ) -> Store:
     """Build the store `url` names; the caller then awaits `store.open()` (and `close()`)."""
     if url.startswith(_SQLITE):
@@ -34,7 +39,9 @@ def open_store(
     if url.startswith(_POSTGRES):
         # The DSN goes to asyncpg as it is (libpq URI syntax, query parameters included).
         # Without a replica name the store does not check leases: one process per fleet.
-        return PostgresStore(url, keyring, history_per_connection=history_per_connection)
+        return PostgresStore(
+            url, keyring, history_per_connection=history_per_connection, replica=replica
+        )
     # Only the scheme is quoted: a DSN can carry a password.
     scheme = url.split(":", 1)[0] if ":" in url else "(none)"
     raise StoreError(

@@ -33,14 +33,6 @@ def test_sqlite_url_may_be_relative(key_a: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://snowmon:hunter2@db/snowmon", "postgres://snowmon:hunter2@db/snowmon"]
-)
-def test_postgresql_is_not_available_yet(url: str, key_a: str) -> None:
-    with pytest.raises(StoreError, match=r"^PostgreSQL store not available$"):
-        open_store(url, Keyring([key_a]), history_per_connection=5)
-
-
-@pytest.mark.parametrize(
     ("url", "message"),
     [
         ("sqlite://", "store URL 'sqlite://' names no file"),
