@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commands = {
         "check": lambda: _check(Path(args.config)),
-        "run": lambda: _run(Path(args.config)),
+        "run": lambda: _run(Path(args.config), args.replica),
         "keygen": lambda: _keygen(Path(args.out)),
         "emulate": lambda: _emulate(args),
         "demo": lambda: _demo(args),
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", "-c", required=True, help="the TOML config file")
+    run.add_argument(
+        "--replica", help="this process's name in a PostgreSQL fleet (default: host-pid)"
+    )
     check = sub.add_parser("check", help="validate a config file and print a summary")
     check.add_argument("config")
     keygen = sub.add_parser("keygen", help="write a new token encryption key (mode 0600)")
@@ -95,7 +98,7 @@ def _keygen(path: Path) -> int:
     return EXIT_OK
 
 
-def _run(path: Path) -> int:
+def _run(path: Path, replica: str | None) -> int:
     from monitor.config import load_config  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
     from monitor.telemetry.logs import configure_logging  # noqa: PLC0415
@@ -105,7 +108,7 @@ def _run(path: Path) -> int:
     configure_logging(cfg.daemon.log_level, cfg.daemon.log_format)
     for warning in loaded.warnings:
         log.warning("config.warning", extra={"detail": warning})
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, replica=replica)
     return asyncio.run(_serve(daemon.run(), daemon.stop))
 
 

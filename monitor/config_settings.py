@@ -102,6 +102,9 @@ class DaemonConfig(ConfigModel):
     history_per_connection: Annotated[int, between(1, 10_000)] = 50
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
+    # PostgreSQL fleets: how long a replica's claim on a connection lasts unrenewed (it
+    # renews at half-life); a dead replica's connections move within about this long.
+    lease_seconds: Annotated[float, between(2.0, 600.0, "seconds")] = 30.0
 
     @field_validator("store")
     @classmethod

@@ -81,7 +81,8 @@ class Connection:
     last_probe: ProbeResult | None = None
     failures_in_row: int = 0  # token requests that failed, for backoff
     retry_at: float | None = None  # no token request before this (backoff)
-    owned: bool = True
+    owned: bool = True  # False while another replica holds its lease
+    owner: str = ""  # the replica working on it, as last seen
     history_dirty: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -97,7 +98,7 @@ class Connection:
     def version(self) -> int:
         return self.stored.version if self.stored is not None else 0
 
-    def status(self, owner: str = "") -> ConnectionStatus:
+    def status(self) -> ConnectionStatus:
         tokens = self.tokens
         return ConnectionStatus(
             info=self.info,
@@ -108,7 +109,7 @@ class Connection:
             can_renew_refresh=can_renew_refresh(self.info.grant),
             next_probe_at=self.probe_job.due if self.probe_job else None,
             next_refresh_at=self.refresh_job.due if self.refresh_job else None,
-            owner=owner,
+            owner=self.owner,
         )
 
     @property

@@ -24,7 +24,7 @@ from opentelemetry import trace
 from monitor import oauth
 from monitor.clock import Clock
 from monitor.connection import Connection
-from monitor.errors import StaleWriteError
+from monitor.errors import LeaseLostError, StaleWriteError
 from monitor.model import Grant, StoredTokens, TokenFailure, TokenResult, TokenSet
 from monitor.secret import Secret
 from monitor.store import Store
@@ -57,6 +57,8 @@ class Credentials:
         request_timeout: float,
         on_result: Callable[[Connection, TokenResult], None],
         on_saved: Callable[[Connection], None],
+        on_lease_lost: Callable[[Connection], None] = lambda conn: None,
+        may_request: Callable[[], bool] = lambda: True,
     ) -> None:
         self._session = session
         self._store = store
@@ -65,6 +67,8 @@ class Credentials:
         self._timeout = request_timeout
         self._on_result = on_result
         self._on_saved = on_saved
+        self._on_lease_lost = on_lease_lost
+        self.may_request = may_request
 
     def endpoint(self, conn: Connection) -> oauth.TokenEndpoint:
         s = conn.settings
@@ -91,6 +95,10 @@ class Credentials:
         return tokens
 
     async def _obtain(self, conn: Connection) -> Obtained:
+        if not conn.owned or not self.may_request():
+            # Only the lease holder may use the refresh token, and only while its lease
+            # certainly outlives the request.
+            return Obtained(None, ())
         current = conn.tokens
         now = self._clock.now()
         grant = conn.settings.grant
@@ -206,6 +214,9 @@ class Credentials:
         for _ in range(3):
             try:
                 version = await self._store.save_tokens(conn.id, tokens, expected_version=expected)
+            except LeaseLostError:
+                self._on_lease_lost(conn)
+                return None
             except StaleWriteError:
                 latest = await self._store.load_tokens(conn.id)
                 if not replace_any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 import socket
 from collections.abc import Sequence
@@ -24,14 +25,16 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.clock import Clock, ScaledClock, SystemClock
 from monitor.config import Config
-from monitor.errors import StoreError
+from monitor.errors import ConfigError, StoreError
 from monitor.health import Thresholds
 from monitor.http import HttpSettings, build_session
 from monitor.keeper import Keeper
+from monitor.ownership import Ownership
 from monitor.schedule import Job, Scheduler
 from monitor.store import Store
 from monitor.store.crypto import Keyring
 from monitor.store.factory import open_store
+from monitor.store.postgres import PostgresStore
 from monitor.telemetry import Telemetry, TelemetrySettings, render
 from monitor.telemetry.loopwatch import watch_event_loop
 from monitor.web.app import build_app
@@ -74,7 +77,7 @@ class Daemon:
         self.clock = clock or clock_for(config)
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._telemetry = telemetry
-        self.replica = replica or f"{socket.gethostname()}-{id(self):x}"
+        self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop or asyncio.Event()
         self.started = asyncio.Event()
         self.running: Running | None = None
@@ -93,10 +96,12 @@ class Daemon:
             metrics.configured(len(cfg.connections))
 
             keyring = Keyring.from_secrets(cfg.daemon.encryption_keys)
+            shared = cfg.daemon.store_kind == "postgresql"
             store = open_store(
                 cfg.daemon.store.reveal(),
                 keyring,
                 history_per_connection=cfg.daemon.history_per_connection,
+                replica=self.replica if shared else None,
             )
             await store.open()
             stack.push_async_callback(store.close)
@@ -121,7 +126,27 @@ class Daemon:
                 ),
                 request_timeout=cfg.http.request_timeout,
                 owner=self.replica,
+                shared=shared,
             )
+            ownership: Ownership | None = None
+            if shared:
+                if cfg.daemon.lease_seconds < 2 * cfg.http.request_timeout:
+                    raise ConfigError(
+                        [
+                            f"daemon.lease_seconds ({cfg.daemon.lease_seconds:g}) must be at "
+                            f"least twice http.request_timeout ({cfg.http.request_timeout:g}):"
+                            " a token request must finish while its lease certainly holds"
+                        ]
+                    )
+                if not isinstance(store, PostgresStore):
+                    raise StoreError("a shared fleet needs the PostgreSQL store")
+                ownership = Ownership(
+                    store,
+                    keeper,
+                    lease_seconds=cfg.daemon.lease_seconds,
+                    request_timeout=cfg.http.request_timeout,
+                )
+                keeper.credentials.may_request = ownership.may_request
             await keeper.load()
 
             web_url: str | None = None
@@ -167,7 +192,13 @@ class Daemon:
                 )
                 group.create_task(keeper.run_flusher(self.stop))
                 group.create_task(watch_event_loop(metrics, self.stop))
+                if ownership is not None:
+                    group.create_task(ownership.run(self.stop))
             await keeper.flush()
+            if ownership is not None:
+                # Only after refreshes in flight drained: hand the fleet to the others now
+                # instead of a lease period from now.
+                await ownership.release_all()
             log.info("daemon.stopped", extra={"refreshes_cut_off": cut.result()})
 
 

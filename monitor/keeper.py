@@ -18,7 +18,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 import aiohttp
@@ -33,11 +33,13 @@ from monitor.model import (
     AuthorizeTarget,
     ConnectionStatus,
     Grant,
+    Health,
     HistoryEntry,
     HistoryKind,
     ProbeReason,
     ProbeResult,
     State,
+    StoredTokens,
     TokenFailure,
     TokenResult,
     TokenSet,
@@ -55,6 +57,7 @@ log = logging.getLogger("snowmon.keeper")
 EVIDENCE_RETRY = 2.5  # seconds between token requests while a rejection is being confirmed
 DEAD_RETRY = 600.0  # seconds between token requests once credentials are known dead
 HIBERNATION_RETRY = 300.0
+IDLE_RETRY = 5.0  # seconds before looking again when no token request could start
 
 
 class KeeperMetrics(Protocol):
@@ -64,6 +67,7 @@ class KeeperMetrics(Protocol):
     def state_changed(
         self, connection_id: str, old: State | None, new: State, since: float
     ) -> None: ...
+    def forget(self, connection_id: str) -> None: ...
 
 
 class StatusListener(Protocol):
@@ -86,6 +90,7 @@ class Keeper:
         initial_spread: float = 30.0,
         listeners: Sequence[StatusListener] = (),
         owner: str = "",
+        shared: bool = False,
         seed: int | None = None,
     ) -> None:
         self._store = store
@@ -98,6 +103,7 @@ class Keeper:
         self._spread = initial_spread
         self._listeners = list(listeners)
         self._owner = owner
+        self._shared = shared
         self._rng = random.Random(seed)  # noqa: S311 (jitter, not secrets)
         self._history: list[HistoryEntry] = []
         self._history_cap = 100_000  # entries kept in memory while the store is away
@@ -110,6 +116,8 @@ class Keeper:
                 info=s.info(),
                 jitter=connection_jitter(s.id),
                 health=health_machine.initial(now),
+                owned=not shared,
+                owner="" if shared else owner,
             )
             for s in connections
         }
@@ -121,6 +129,7 @@ class Keeper:
             request_timeout=request_timeout,
             on_result=self._token_answered,
             on_saved=self._token_saved,
+            on_lease_lost=self._lease_lost,
         )
 
     def add_listener(self, listener: StatusListener) -> None:
@@ -130,17 +139,66 @@ class Keeper:
 
     async def load(self) -> None:
         """Take tokens and health from the store, then plan every connection's jobs:
-        no new grant while a stored token is still valid."""
+        no new grant while a stored token is still valid. A replica of a shared fleet
+        starts nothing here: connections come one lease at a time (`adopt`)."""
+        if self._shared:
+            return
         tokens = await self._store.load_all_tokens()
         healths = await self._store.load_all_health()
+        self.adopt(list(self._conns), tokens, healths)
+
+    def adopt(
+        self,
+        ids: Collection[str],
+        tokens: Mapping[str, StoredTokens],
+        healths: Mapping[str, Health],
+    ) -> None:
+        """Start keeping these connections, from what the store holds of them."""
+        for cid in ids:
+            conn = self._conns.get(cid)
+            if conn is None:
+                continue
+            conn.stored = tokens.get(cid)
+            if cid in healths:
+                conn.health = healths[cid]
+            conn.owned = True
+            conn.owner = self._owner
+            conn.retry_at = None
+            self._metrics.state_changed(cid, None, conn.health.state, conn.health.since)
+            self._metrics.token_expiry(cid, conn.tokens)
+            self.start(conn)
+
+    def release(self, ids: Collection[str]) -> None:
+        """Stop working on these connections (another replica holds them now)."""
+        for cid in ids:
+            conn = self._conns.get(cid)
+            if conn is None or not conn.owned:
+                continue
+            self.stop(conn)
+            conn.owned = False
+            conn.owner = ""
+            self._dirty.pop(cid, None)
+            self._metrics.forget(cid)
+
+    def observe_remote(self, healths: Mapping[str, Health], owners: Mapping[str, str]) -> None:
+        """The health other replicas wrote for the connections they hold."""
         for conn in self._conns.values():
-            conn.stored = tokens.get(conn.id)
+            if conn.owned:
+                continue
             if conn.id in healths:
                 conn.health = healths[conn.id]
-            self._metrics.state_changed(conn.id, None, conn.health.state, conn.health.since)
-            self._metrics.token_expiry(conn.id, conn.tokens)
-        for conn in self._conns.values():
-            self.start(conn)
+            conn.owner = owners.get(conn.id, "")
+
+    def busy(self) -> frozenset[str]:
+        """Connections with a token request in flight (not to be given away now)."""
+        return frozenset(c.id for c in self._conns.values() if c.flight is not None)
+
+    def owned_count(self) -> int:
+        return sum(1 for c in self._conns.values() if c.owned)
+
+    def _lease_lost(self, conn: Connection) -> None:
+        log.warning("lease.lost_on_save", extra={"connection": conn.id})
+        self.release([conn.id])
 
     def start(self, conn: Connection) -> None:
         now = self._clock.now()
@@ -155,23 +213,35 @@ class Keeper:
         for job in (conn.refresh_job, conn.probe_job):
             if job is not None:
                 self._scheduler.cancel(job)
+        conn.refresh_job = conn.probe_job = None
 
     # -- the refresh job -------------------------------------------------------------
 
     async def _refresh_job(self, conn: Connection) -> float | None:
         token = CONNECTION.set(conn.id)
         try:
-            now = self._clock.now()
-            planned = self._next_refresh(conn, now)
-            if planned is None or planned <= now:
-                await self.credentials.obtain(conn)
-            return self._next_refresh(conn, self._clock.now())
+            return await self._refresh_due(conn)
         except Exception:
             # The per-connection boundary: a bug here must not stop the fleet.
             log.exception("refresh.crashed", extra={"connection": conn.id})
             return self._clock.now() + DEAD_RETRY
         finally:
             CONNECTION.reset(token)
+
+    async def _refresh_due(self, conn: Connection) -> float | None:
+        now = self._clock.now()
+        planned = self._next_refresh(conn, now)
+        if planned is not None and planned > now:
+            return planned
+        asked = conn.last_token_result
+        await self.credentials.obtain(conn)
+        now = self._clock.now()
+        following = self._next_refresh(conn, now)
+        if conn.last_token_result is asked and following is not None and following <= now:
+            # No request could start (the lease is not certain yet): look again soon
+            # rather than spin.
+            return now + IDLE_RETRY
+        return following
 
     def _next_refresh(self, conn: Connection, now: float) -> float | None:
         """When the refresh job should run next; None = only when a person acts."""
@@ -332,7 +402,7 @@ class Keeper:
         for t in transitions:
             self._transition(conn, t)
         if conn.health is not before:
-            status = conn.status(self._owner)
+            status = conn.status()
             for listener in self._listeners:
                 listener.observe_status(status)
 
@@ -399,11 +469,11 @@ class Keeper:
         return list(self._conns.values())
 
     def statuses(self) -> Sequence[ConnectionStatus]:
-        return [c.status(self._owner) for c in self._conns.values()]
+        return [c.status() for c in self._conns.values()]
 
     def status(self, connection_id: str) -> ConnectionStatus | None:
         conn = self._conns.get(connection_id)
-        return conn.status(self._owner) if conn is not None else None
+        return conn.status() if conn is not None else None
 
     async def history(self, connection_id: str, limit: int) -> list[HistoryEntry]:
         pending = [e for e in self._history if e.connection_id == connection_id]

@@ -1,0 +1,131 @@
+"""Sharing a fleet between replicas: who works on which connection, by lease.
+
+With a PostgreSQL store, every replica runs `Ownership.run`: a lease round every third
+of a lease period (renew what it holds, claim up to its fair share, give back the excess; the
+database clock decides). Newly held connections are adopted by the keeper (their tokens
+and health come from the database, so no grant is repeated); lost ones stop at once. The
+health of connections held elsewhere is read back from the database each round, so the
+status API of any replica answers for the whole fleet.
+
+A token request starts only while the lease is certainly valid for longer than the
+request can take, so two replicas never use one refresh token at once; a save from a
+replica that lost its lease anyway is refused by the store (fencing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection
+from typing import Protocol
+
+from monitor.errors import StoreError
+from monitor.keeper import Keeper
+from monitor.model import Health, StoredTokens
+from monitor.store.leases import Leases, lease_round
+
+log = logging.getLogger("snowmon.ownership")
+
+
+class SharedStore(Leases, Protocol):
+    async def load_tokens_for(self, connection_ids: Collection[str]) -> dict[str, StoredTokens]: ...
+
+    async def load_all_health(self) -> dict[str, Health]: ...
+
+
+class Ownership:
+    def __init__(
+        self,
+        store: SharedStore,
+        keeper: Keeper,
+        *,
+        lease_seconds: float,
+        request_timeout: float,
+    ) -> None:
+        self._store = store
+        self._keeper = keeper
+        self._lease = lease_seconds
+        self._request_timeout = request_timeout
+        self._held: frozenset[str] = frozenset()
+        self._valid_until = 0.0
+        self.live_replicas = 0
+
+    @property
+    def held(self) -> frozenset[str]:
+        return self._held
+
+    def may_request(self) -> bool:
+        """Whether a token request may start now: the lease outlives the request."""
+        return self._valid_until - time.monotonic() > self._request_timeout
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ids = [c.id for c in self._keeper.connections()]
+        await self._store.register(ids)
+        while not stop.is_set():
+            await self._round(len(ids))
+            try:
+                # Renew at a third of the lease: a held lease then always has two thirds of
+                # its life left, longer than a token request may take.
+                async with asyncio.timeout(self._lease / 3):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+
+    async def _round(self, total: int) -> None:
+        try:
+            result = await lease_round(
+                self._store,
+                self._held,
+                total=total,
+                lease_seconds=self._lease,
+                busy=self._keeper.busy(),
+            )
+        except StoreError as exc:
+            log.warning("lease.round_failed", extra={"error": str(exc)})
+            if time.monotonic() > self._valid_until and self._held:
+                # Our leases ran out while the database was away: someone else may hold
+                # them now. Stop until a round succeeds again.
+                self._keeper.release(self._held)
+                self._held = frozenset()
+            return
+        self._valid_until = result.valid_until
+        self.live_replicas = result.live
+        if result.lost:
+            self._keeper.release(result.lost)
+        if result.acquired:
+            await self._adopt(result.acquired)
+        self._held = result.held
+        await self._refresh_others()
+        if result.acquired or result.lost:
+            log.info(
+                "lease.changed",
+                extra={
+                    "held": len(result.held),
+                    "acquired": len(result.acquired),
+                    "lost": len(result.lost),
+                    "live_replicas": result.live,
+                    "share": result.share,
+                },
+            )
+
+    async def _adopt(self, ids: Collection[str]) -> None:
+        tokens = await self._store.load_tokens_for(ids)
+        health = await self._store.load_all_health()
+        self._keeper.adopt(ids, tokens, health)
+
+    async def _refresh_others(self) -> None:
+        """Read back the health of connections other replicas hold (fleet-wide views)."""
+        try:
+            health = await self._store.load_all_health()
+            owners = await self._store.owners()
+        except StoreError as exc:
+            log.warning("lease.read_back_failed", extra={"error": str(exc)})
+            return
+        self._keeper.observe_remote(health, owners)
+
+    async def release_all(self) -> None:
+        try:
+            await self._store.release_all()
+        except StoreError as exc:
+            log.warning("lease.release_failed", extra={"error": str(exc)})

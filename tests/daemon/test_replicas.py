@@ -1,0 +1,183 @@
+"""Three `snowmon run` replicas share one emulated fleet of 500 instances through a real
+PostgreSQL: every connection kept alive, no refresh token used twice at once, no
+connection probed twice per interval; a replica killed with SIGKILL hands its connections
+over within a lease period plus a probe interval; one paused past its lease (SIGSTOP)
+never writes over a newer token. The emulator rotates refresh tokens strictly (a reused
+one revokes the family), so any double use would show as dead connections."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from monitor.emulator import Emulator, FleetOptions
+from tests.daemon.configs import READ_TOKEN, free_port, write_config
+
+pytestmark = pytest.mark.postgres
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+INSTANCES = 500
+SPEED = 10.0
+PROBE = 60.0  # emulated seconds: 6 s of wall time
+LEASE = 4.0  # wall seconds
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    name = f"snowmon_replicas_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+class Replica:
+    def __init__(self, config: Path, port: int) -> None:
+        self.config = config
+        self.port = port
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with (self.config.parent / f"{self.config.stem}.log").open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "run",
+                "--config",
+                str(self.config),
+                "--replica",
+                self.config.stem,
+                stdout=log,
+                stderr=log,
+            )
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+    async def connections(self) -> dict[str, dict[str, object]]:
+        headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+        items: dict[str, dict[str, object]] = {}
+        async with aiohttp.ClientSession() as client:
+            offset: int | None = 0
+            while offset is not None:
+                url = f"http://127.0.0.1:{self.port}/api/v1/connections?limit=1000&offset={offset}"
+                async with client.get(url, headers=headers) as resp:
+                    body = await resp.json()
+                for item in body["items"]:
+                    items[item["id"]] = item
+                offset = body["next_offset"]
+        return items
+
+
+async def _wait(replica: Replica, check: str, seconds: float) -> dict[str, dict[str, object]]:
+    """Until every connection is healthy (and, for `check == "owned"`, owned by a live
+    replica), as seen through `replica`'s fleet-wide API."""
+    deadline = time.monotonic() + seconds
+    last: dict[str, dict[str, object]] = {}
+    while time.monotonic() < deadline:
+        try:
+            last = await replica.connections()
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.5)
+            continue
+        if len(last) == INSTANCES and all(c["state"] == "healthy" for c in last.values()):
+            return last
+        await asyncio.sleep(0.5)
+    bad = {k: (v["state"], v["owner"]) for k, v in last.items() if v["state"] != "healthy"}
+    raise AssertionError(f"{check}: {len(bad)} not healthy, e.g. {list(bad.items())[:5]}")
+
+
+async def test_three_replicas_share_a_fleet_and_survive_kill_and_pause(
+    tmp_path: Path, database: str
+) -> None:
+    options = FleetOptions(
+        instances=INSTANCES, speed=SPEED, access_lifespan=300, strict_rotation=True, seed=41
+    )
+    async with Emulator(options) as emu:
+        base, _ = write_config(emu.fleet_info(), tmp_path, probe_interval=PROBE)
+        text = base.read_text()
+        store_line = next(line for line in text.splitlines() if line.startswith("store ="))
+        replicas = []
+        for n in range(3):
+            port = free_port()
+            config = tmp_path / f"replica{n}.toml"
+            body = text.replace(store_line, f'store = "{database}"\nlease_seconds = {LEASE}')
+            body += "\n[http]\nrequest_timeout = 1.5\n"
+            body = body.replace(f"127.0.0.1:{_port_of(text)}", f"127.0.0.1:{port}")
+            config.write_text(body)
+            replicas.append(Replica(config, port))
+        try:
+            for replica in replicas:
+                await replica.start()
+            seen = await _wait(replicas[0], "start", 90)
+            owners = {c["owner"] for c in seen.values()}
+            assert len(owners) == 3, owners
+            before = emu.totals()
+            window_start = time.monotonic()
+            await asyncio.sleep(PROBE / SPEED * 2)
+            window = time.monotonic() - window_start
+            after = emu.totals()
+            probes = sum(after.table_requests.values()) - sum(before.table_requests.values())
+            # One probe per connection per interval (0.9-1.1 x jitter); two replicas
+            # probing the same connection would double this.
+            assert probes <= INSTANCES * window / (PROBE / SPEED) / 0.9 + INSTANCES * 0.1
+
+            replicas[2].signal(signal.SIGKILL)
+            await replicas[2].proc.wait()  # type: ignore[union-attr]
+            killed_at = time.monotonic()
+            seen = await _wait(replicas[0], "after kill -9", LEASE * 2 + PROBE / SPEED + 20)
+            assert time.monotonic() - killed_at < LEASE * 2 + PROBE / SPEED + 20
+            deadline = time.monotonic() + LEASE * 3
+            while {c["owner"] for c in seen.values()} - {_name(r) for r in replicas[:2]}:
+                assert time.monotonic() < deadline, "killed replica still owns connections"
+                await asyncio.sleep(0.5)
+                seen = await replicas[0].connections()
+
+            replicas[1].signal(signal.SIGSTOP)
+            await asyncio.sleep(LEASE * 2.5)
+            replicas[1].signal(signal.SIGCONT)
+            await asyncio.sleep(LEASE)
+            await _wait(replicas[0], "after pause", 60)
+            await _wait(replicas[1], "paused replica's view", 30)
+        finally:
+            for replica in replicas:
+                await replica.stop()
+        totals = emu.totals()
+    assert totals.refresh_overlaps == 0
+    assert totals.reused_refresh_tokens == 0
+    assert totals.expired_token_uses == 0
+    # Nobody lost a token: one password grant per connection, ever.
+    assert totals.grants["password"] == INSTANCES
+
+
+def _port_of(text: str) -> int:
+    line = next(line for line in text.splitlines() if line.startswith("listen ="))
+    return int(line.split(":")[-1].rstrip('"'))
+
+
+def _name(replica: Replica) -> str:
+    return replica.config.stem
