@@ -44,7 +44,7 @@ def usable(tokens: TokenSet, now: float) -> bool:
     """Whether the access token may still be sent: a small guard before expiry keeps a
     request in flight from arriving with a token that died on the way."""
     life = max(0.0, tokens.access_expires_at - tokens.obtained_at)
-    return now < tokens.access_expires_at - min(30.0, life * 0.1)
+    return now < tokens.access_expires_at - min(30.0, life * 0.15)
 
 
 def renew_refresh_at(tokens: TokenSet) -> float | None:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 
 from monitor.clock import ScaledClock
+from monitor.connection import ConnectionSettings
 from monitor.emulator import Emulator, FleetOptions
 from monitor.health import Thresholds
 from monitor.http import HttpSettings, build_session
@@ -76,7 +77,7 @@ def connections(
 
 @dataclass
 class Harness:
-    emu: Emulator
+    emu: Emulator  # None when the emulator runs in its own process
     keeper: Keeper
     scheduler: Scheduler
     store: Store
@@ -118,9 +119,9 @@ async def fleet(
 
 @asynccontextmanager
 async def keeper_on(
-    emu: Emulator,
+    emu: Emulator | None,
     clock: ScaledClock,
-    conns: Sequence[Conn],
+    conns: Sequence[ConnectionSettings],
     store: Store | None,
     max_in_flight: int = 64,
 ) -> AsyncIterator[Harness]:
@@ -148,7 +149,7 @@ async def keeper_on(
             group.create_task(scheduler.run(stop, grace=2.0))
             group.create_task(keeper.run_flusher(stop, interval=0.2))
             try:
-                yield Harness(emu, keeper, scheduler, store, clock, telemetry)
+                yield Harness(emu, keeper, scheduler, store, clock, telemetry)  # type: ignore[arg-type]
             finally:
                 stop.set()
         await keeper.flush()
