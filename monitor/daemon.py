@@ -29,6 +29,7 @@ from monitor.errors import ConfigError, StoreError
 from monitor.health import Thresholds
 from monitor.http import HttpSettings, build_session
 from monitor.keeper import Keeper
+from monitor.notify.wiring import build_alerting
 from monitor.ownership import Ownership
 from monitor.schedule import Job, Scheduler
 from monitor.store import Store
@@ -94,21 +95,9 @@ class Daemon:
                 stack.push_async_callback(telemetry.aclose)
             metrics = telemetry.metrics
             metrics.configured(len(cfg.connections))
-
-            keyring = Keyring.from_secrets(cfg.daemon.encryption_keys)
-            shared = cfg.daemon.store_kind == "postgresql"
-            store = open_store(
-                cfg.daemon.store.reveal(),
-                keyring,
-                history_per_connection=cfg.daemon.history_per_connection,
-                replica=self.replica if shared else None,
-            )
-            await store.open()
-            stack.push_async_callback(store.close)
-
+            store = await self._open_store(stack)
             session = build_session(HttpSettings(**cfg.http.model_dump()), telemetry)
             stack.push_async_callback(session.close)
-
             scheduler = Scheduler(
                 self.clock, max_in_flight=cfg.daemon.max_in_flight, on_lag=metrics.scheduler_lag
             )
@@ -126,50 +115,25 @@ class Daemon:
                 ),
                 request_timeout=cfg.http.request_timeout,
                 owner=self.replica,
-                shared=shared,
+                shared=isinstance(store, PostgresStore) and self._shared,
             )
-            ownership: Ownership | None = None
-            if shared:
-                if cfg.daemon.lease_seconds < 2 * cfg.http.request_timeout:
-                    raise ConfigError(
-                        [
-                            f"daemon.lease_seconds ({cfg.daemon.lease_seconds:g}) must be at "
-                            f"least twice http.request_timeout ({cfg.http.request_timeout:g}):"
-                            " a token request must finish while its lease certainly holds"
-                        ]
-                    )
-                if not isinstance(store, PostgresStore):
-                    raise StoreError("a shared fleet needs the PostgreSQL store")
-                ownership = Ownership(
-                    store,
-                    keeper,
-                    lease_seconds=cfg.daemon.lease_seconds,
-                    request_timeout=cfg.http.request_timeout,
-                )
-                keeper.credentials.may_request = ownership.may_request
+            ownership = self._ownership(store, keeper)
+            alerting = build_alerting(
+                slack=cfg.slack,
+                alerts=cfg.alerts,
+                public_url=cfg.web.base_url,
+                store=store,
+                clock=self.clock,
+                session=session,
+                on_result=metrics.notification,
+                tracer=telemetry.tracer,
+            )
+            keeper.add_listener(alerting)
             await keeper.load()
-
-            web_url: str | None = None
-            if cfg.web.enabled:
-                app = build_app(
-                    fleet=keeper,
-                    readiness=_Readiness(store, scheduler, keeper),
-                    metrics_render=lambda accept: render(telemetry.registry, accept),
-                    settings=WebSettings(
-                        read_tokens=cfg.web.read_tokens,
-                        admin_tokens=cfg.web.admin_tokens,
-                        protect_metrics=cfg.web.protect_metrics,
-                        public_url=cfg.web.base_url,
-                    ),
-                    clock=self.clock,
-                    tracer_provider=telemetry.provider,
-                )
-                runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-                await runner.setup()
-                stack.push_async_callback(runner.cleanup)
-                site = web.TCPSite(runner, cfg.web.listen.host, cfg.web.listen.port)
-                await site.start()
-                web_url = _site_url(runner, cfg.web.listen.host)
+            # Alert state and the outbox come back before the first health change, so a
+            # restart neither repeats nor forgets an alert.
+            await alerting.start()
+            web_url = await self._serve_web(stack, keeper, scheduler, store, telemetry)
             self.running = Running(keeper, scheduler, store, self.registry, web_url, telemetry)
             log.info(
                 "daemon.started",
@@ -185,12 +149,11 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 cut = group.create_task(
                     scheduler.run(
-                        self.stop,
-                        grace=cfg.daemon.shutdown_grace,
-                        cancel_at_stop=_is_probe,
+                        self.stop, grace=cfg.daemon.shutdown_grace, cancel_at_stop=_is_probe
                     )
                 )
                 group.create_task(keeper.run_flusher(self.stop))
+                group.create_task(alerting.run(self.stop))
                 group.create_task(watch_event_loop(metrics, self.stop))
                 if ownership is not None:
                     group.create_task(ownership.run(self.stop))
@@ -200,6 +163,74 @@ class Daemon:
                 # instead of a lease period from now.
                 await ownership.release_all()
             log.info("daemon.stopped", extra={"refreshes_cut_off": cut.result()})
+
+    @property
+    def _shared(self) -> bool:
+        return self.config.daemon.store_kind == "postgresql"
+
+    async def _open_store(self, stack: AsyncExitStack) -> Store:
+        cfg = self.config
+        if self._shared and cfg.daemon.lease_seconds < 2 * cfg.http.request_timeout:
+            raise ConfigError(
+                [
+                    f"daemon.lease_seconds ({cfg.daemon.lease_seconds:g}) must be at least "
+                    f"twice http.request_timeout ({cfg.http.request_timeout:g}): a token "
+                    "request must finish while its lease certainly holds"
+                ]
+            )
+        store = open_store(
+            cfg.daemon.store.reveal(),
+            Keyring.from_secrets(cfg.daemon.encryption_keys),
+            history_per_connection=cfg.daemon.history_per_connection,
+            replica=self.replica if self._shared else None,
+        )
+        await store.open()
+        stack.push_async_callback(store.close)
+        return store
+
+    def _ownership(self, store: Store, keeper: Keeper) -> Ownership | None:
+        """Leases, when replicas share the fleet through PostgreSQL."""
+        if not isinstance(store, PostgresStore) or not self._shared:
+            return None
+        ownership = Ownership(
+            store,
+            keeper,
+            lease_seconds=self.config.daemon.lease_seconds,
+            request_timeout=self.config.http.request_timeout,
+        )
+        keeper.credentials.may_request = ownership.may_request
+        return ownership
+
+    async def _serve_web(
+        self,
+        stack: AsyncExitStack,
+        keeper: Keeper,
+        scheduler: Scheduler,
+        store: Store,
+        telemetry: Telemetry,
+    ) -> str | None:
+        web_cfg = self.config.web
+        if not web_cfg.enabled:
+            return None
+        app = build_app(
+            fleet=keeper,
+            readiness=_Readiness(store, scheduler, keeper),
+            metrics_render=lambda accept: render(telemetry.registry, accept),
+            settings=WebSettings(
+                read_tokens=web_cfg.read_tokens,
+                admin_tokens=web_cfg.admin_tokens,
+                protect_metrics=web_cfg.protect_metrics,
+                public_url=web_cfg.base_url,
+            ),
+            clock=self.clock,
+            tracer_provider=telemetry.provider,
+        )
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, web_cfg.listen.host, web_cfg.listen.port)
+        await site.start()
+        return _site_url(runner, web_cfg.listen.host)
 
 
 class _Readiness:
