@@ -1,0 +1,115 @@
+"""Slack end to end: the emulator kills one connection's credentials, exactly one
+critical message reaches the customer's channel; the daemon restarts with the fixed
+secret, sends no duplicate, and marks the original message resolved."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.daemon import Daemon
+from monitor.emulator import Emulator, FleetOptions
+from tests.daemon.configs import write_config
+from tests.fakes.slack_api import TOKEN, FakeSlack, channel_id
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = await FakeSlack().start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+async def _run_until(daemon: Daemon, condition: object, seconds: float) -> None:
+    async with asyncio.TaskGroup() as group:
+        group.create_task(daemon.run())
+        try:
+            async with asyncio.timeout(seconds):
+                while not condition():  # type: ignore[operator]  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        finally:
+            daemon.stop.set()
+
+
+async def test_expired_credentials_page_once_and_resolve_after_restart(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    async with Emulator(FleetOptions(instances=3, speed=30.0, seed=71)) as emu:
+        secrets_dir = tmp_path / "snowmon.secrets"
+        extra = f"""
+[slack]
+enabled = true
+mode = "bot"
+bot_token = "file:snowmon.secrets/slack.token"
+default_channel = "#snowmon"
+base_url = "{slack.base_url}"
+
+[[slack.routes]]
+match = {{ customer = "acme" }}
+channel = "#acme-integrations"
+
+[alerts]
+group_window = 1.0
+"""
+        path, port = write_config(emu.fleet_info(), tmp_path, probe_interval=30, extra=extra)
+        base_url = f"http://127.0.0.1:{port}"
+        (secrets_dir / "slack.token").write_text(TOKEN)
+        (secrets_dir / "slack.token").chmod(0o600)
+        victim = emu.instances[1]
+
+        def keeper_state(daemon: Daemon, cid: str) -> str:
+            running = daemon.running
+            status = running.keeper.status(cid) if running else None
+            return status.health.state.value if status else ""
+
+        first = Daemon(load_config(path).config)
+
+        def expired_and_paged() -> bool:
+            return keeper_state(first, victim.name) == "credentials_expired" and bool(
+                slack.messages
+            )
+
+        async def healthy_then_break() -> None:
+            await asyncio.wait_for(first.started.wait(), 10)
+            while any(keeper_state(first, i.name) != "healthy" for i in emu.instances):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            new_secret = emu.rotate_secret(victim.name)
+            emu.revoke(victim.name)
+            (secrets_dir / f"{victim.name}.client_secret").write_text(new_secret)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(healthy_then_break())
+            await _run_until(first, expired_and_paged, 30)
+        await asyncio.sleep(0)  # let the last delivery settle in the store
+        posts = [c for c in slack.accepted() if c.method == "chat.postMessage"]
+        assert len(posts) == 1, [c.body.get("text") for c in posts]
+        message = slack.messages[0]
+        assert message.channel == channel_id("#acme-integrations")
+        text = str(message.body)
+        assert victim.name in text
+        assert f"{base_url}/?connection={victim.name}" in text  # the status page link
+        assert TOKEN not in text
+
+        # Restart with the fixed secret: no second page, and the original is resolved.
+        second = Daemon(load_config(path).config)
+
+        def resolved() -> bool:
+            return keeper_state(second, victim.name) == "healthy" and any(
+                c.method == "chat.update" for c in slack.accepted()
+            )
+
+        await _run_until(second, resolved, 30)
+    posts = [
+        c for c in slack.accepted() if c.method == "chat.postMessage" and "thread_ts" not in c.body
+    ]
+    assert len(posts) == 1
+    updates = [c for c in slack.accepted() if c.method == "chat.update"]
+    assert updates
+    assert all(c.body["ts"] == message.ts for c in updates)
+    assert "resolved" in str(slack.find(message.ts).current).lower()
