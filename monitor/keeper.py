@@ -1,13 +1,15 @@
-"""The keeper: keeps every connection alive and knows how each one is doing.
+"""The keeper: the fleet of connections this process keeps alive, and its one face.
 
-For each connection it runs two jobs on the scheduler:
-- `refresh`: obtain a token at the planned time of the credential calendar (`timing`),
-  back off on transient faults, retry quickly after a rejection until the evidence is
-  in, and slowly once credentials are known dead;
-- `probe`: one Table API read with a usable token; a 401 earns one refresh and one
-  re-probe before it counts against the credential.
-Every result goes through the pure `health` state machine; transitions and snapshots go
-to metrics, the history buffer, the store (in batches) and the listeners (alerting).
+It decides which connections this process works on (all of them, or, in a shared
+fleet, those whose lease it holds: `adopt`, `release`, `observe_remote`), starts and stops
+their two scheduler jobs, and answers the web app's reads and "do it now" controls
+(`FleetView`). The work itself is done by the parts it composes:
+- `refresher.Refresher`: the refresh job, on the credential calendar, with backoff;
+- `prober.Prober`: the probe job, one Table API read with a usable token;
+- `health_log.HealthLog`: results through the pure `health` state machine, transitions to
+  metrics, history and the listeners (alerting), health and history to the store in
+  batches;
+- `credentials.Credentials`: every token request, single-flight, persisted first.
 
 It knows nothing of Slack, HTTP routes or SQL.
 """
@@ -27,51 +29,50 @@ from opentelemetry import trace
 from monitor import health as health_machine
 from monitor.clock import Clock
 from monitor.connection import Connection, ConnectionSettings
-from monitor.credentials import CREDENTIAL_FAILURES, Credentials
-from monitor.errors import StoreError
+from monitor.credentials import Credentials
+from monitor.health_log import HealthLog, HealthMetrics, StatusListener
 from monitor.model import (
     AuthorizeTarget,
     ConnectionStatus,
     Grant,
     Health,
     HistoryEntry,
-    HistoryKind,
-    ProbeReason,
     ProbeResult,
-    State,
     StoredTokens,
     TokenFailure,
     TokenResult,
     TokenSet,
-    Transition,
 )
-from monitor.probe import ProbeTarget, probe
+from monitor.prober import ProbeMetrics, Prober
+from monitor.refresher import (
+    DEAD_RETRY,
+    EVIDENCE_RETRY,
+    HIBERNATION_RETRY,
+    IDLE_RETRY,
+    Refresher,
+    RefreshMetrics,
+)
 from monitor.schedule import Job, Scheduler
 from monitor.secret import Secret
 from monitor.store import Store
-from monitor.telemetry.context import CONNECTION
-from monitor.timing import backoff, connection_jitter, refresh_at, renew_refresh_at, usable
+from monitor.timing import connection_jitter
 
 log = logging.getLogger("snowmon.keeper")
 
-EVIDENCE_RETRY = 2.5  # seconds between token requests while a rejection is being confirmed
-DEAD_RETRY = 600.0  # seconds between token requests once credentials are known dead
-HIBERNATION_RETRY = 300.0
-IDLE_RETRY = 5.0  # seconds before looking again when no token request could start
+__all__ = [
+    "DEAD_RETRY",
+    "EVIDENCE_RETRY",
+    "HIBERNATION_RETRY",
+    "IDLE_RETRY",
+    "Keeper",
+    "KeeperMetrics",
+    "StatusListener",
+]
 
 
-class KeeperMetrics(Protocol):
-    def probe_done(self, connection_id: str, result: ProbeResult) -> None: ...
-    def token_result(self, connection_id: str, result: TokenResult) -> None: ...
+class KeeperMetrics(HealthMetrics, ProbeMetrics, RefreshMetrics, Protocol):
     def token_expiry(self, connection_id: str, tokens: TokenSet | None) -> None: ...
-    def state_changed(
-        self, connection_id: str, old: State | None, new: State, since: float
-    ) -> None: ...
     def forget(self, connection_id: str) -> None: ...
-
-
-class StatusListener(Protocol):
-    def observe_status(self, status: ConnectionStatus) -> None: ...
 
 
 class Keeper:
@@ -94,21 +95,15 @@ class Keeper:
         seed: int | None = None,
     ) -> None:
         self._store = store
-        self._session = session
         self._clock = clock
         self._scheduler = scheduler
         self._metrics = metrics
-        self._tracer = tracer
-        self._thresholds = thresholds
         self._spread = initial_spread
-        self._listeners = list(listeners)
         self._owner = owner
         self._shared = shared
+        # One generator for every jitter (first runs, probe intervals, backoff), so a
+        # seed replays a whole fleet.
         self._rng = random.Random(seed)  # noqa: S311 (jitter, not secrets)
-        self._history: list[HistoryEntry] = []
-        self._history_cap = 100_000  # entries kept in memory while the store is away
-        self.store_ok = True
-        self._dirty: dict[str, Connection] = {}
         now = clock.now()
         self._conns: dict[str, Connection] = {
             s.id: Connection(
@@ -121,6 +116,9 @@ class Keeper:
             )
             for s in connections
         }
+        self._health = HealthLog(
+            store=store, clock=clock, metrics=metrics, thresholds=thresholds, listeners=listeners
+        )
         self.credentials = Credentials(
             session=session,
             store=store,
@@ -131,9 +129,30 @@ class Keeper:
             on_saved=self._token_saved,
             on_lease_lost=self._lease_lost,
         )
+        self._refresher = Refresher(
+            credentials=self.credentials,
+            clock=clock,
+            metrics=metrics,
+            health=self._health,
+            rng=self._rng,
+        )
+        self._prober = Prober(
+            session=session,
+            credentials=self.credentials,
+            clock=clock,
+            tracer=tracer,
+            metrics=metrics,
+            health=self._health,
+            rng=self._rng,
+        )
 
     def add_listener(self, listener: StatusListener) -> None:
-        self._listeners.append(listener)
+        self._health.add_listener(listener)
+
+    @property
+    def store_ok(self) -> bool:
+        """False while the last batch of health and history could not be written."""
+        return self._health.store_ok
 
     # -- start-up ------------------------------------------------------------------
 
@@ -146,6 +165,8 @@ class Keeper:
         tokens = await self._store.load_all_tokens()
         healths = await self._store.load_all_health()
         self.adopt(list(self._conns), tokens, healths)
+
+    # -- which connections this process keeps (ownership.py drives these) --------------
 
     def adopt(
         self,
@@ -177,7 +198,7 @@ class Keeper:
             self.stop(conn)
             conn.owned = False
             conn.owner = ""
-            self._dirty.pop(cid, None)
+            self._health.forget(cid)
             self._metrics.forget(cid)
 
     def observe_remote(self, healths: Mapping[str, Health], owners: Mapping[str, str]) -> None:
@@ -202,8 +223,8 @@ class Keeper:
 
     def start(self, conn: Connection) -> None:
         now = self._clock.now()
-        conn.refresh_job = Job(conn.id, "refresh", functools.partial(self._refresh_job, conn))
-        conn.probe_job = Job(conn.id, "probe", functools.partial(self._probe_job, conn))
+        conn.refresh_job = Job(conn.id, "refresh", functools.partial(self._refresher.run, conn))
+        conn.probe_job = Job(conn.id, "probe", functools.partial(self._prober.run, conn))
         spread = min(self._spread, conn.settings.probe.interval)
         first_grant = now + self._rng.random() * min(self._spread, 5.0)
         self._scheduler.schedule(conn.refresh_job, self._next_refresh(conn, now) or first_grant)
@@ -215,250 +236,29 @@ class Keeper:
                 self._scheduler.cancel(job)
         conn.refresh_job = conn.probe_job = None
 
-    # -- the refresh job -------------------------------------------------------------
-
-    async def _refresh_job(self, conn: Connection) -> float | None:
-        token = CONNECTION.set(conn.id)
-        try:
-            return await self._refresh_due(conn)
-        except Exception:
-            # The per-connection boundary: a bug here must not stop the fleet.
-            log.exception("refresh.crashed", extra={"connection": conn.id})
-            return self._clock.now() + DEAD_RETRY
-        finally:
-            CONNECTION.reset(token)
-
-    async def _refresh_due(self, conn: Connection) -> float | None:
-        now = self._clock.now()
-        planned = self._next_refresh(conn, now)
-        if planned is not None and planned > now:
-            return planned
-        asked = conn.last_token_result
-        await self.credentials.obtain(conn)
-        now = self._clock.now()
-        following = self._next_refresh(conn, now)
-        if conn.last_token_result is asked and following is not None and following <= now:
-            # No request could start (the lease is not certain yet): look again soon
-            # rather than spin.
-            return now + IDLE_RETRY
-        return following
-
     def _next_refresh(self, conn: Connection, now: float) -> float | None:
-        """When the refresh job should run next; None = only when a person acts."""
-        if conn.retry_at is not None:
-            return conn.retry_at
-        tokens = conn.tokens
-        if tokens is None:
-            if conn.settings.grant is Grant.AUTHORIZATION_CODE:
-                return None
-            return now
-        due = refresh_at(tokens, conn.jitter)
-        if conn.settings.grant is Grant.PASSWORD:
-            renew = renew_refresh_at(tokens)
-            if renew is not None:
-                due = min(due, renew)
-        return due
+        return self._refresher.next_refresh(conn, now)
+
+    # -- what Credentials reports back -------------------------------------------------
 
     def _token_answered(self, conn: Connection, result: TokenResult) -> None:
-        conn.last_token_result = result
-        self._metrics.token_result(conn.id, result)
-        now = self._clock.now()
-        self._record(
-            HistoryEntry(
-                conn.id,
-                now,
-                HistoryKind.REFRESH if result.grant is Grant.REFRESH_TOKEN else HistoryKind.GRANT,
-                "ok" if result.ok else str(result.failure),
-                result.detail,
-                result.duration,
-                result.status,
-            )
-        )
-        self._apply(conn, result)
-        if result.ok:
-            conn.failures_in_row = 0
-            conn.retry_at = None
-        else:
-            conn.failures_in_row += 1
-            conn.retry_at = now + self._retry_delay(conn, result, now)
-        log.log(
-            logging.INFO if result.ok else logging.WARNING,
-            "token.answered",
-            extra={
-                "connection": conn.id,
-                "grant": result.grant.value,
-                "outcome": "ok" if result.ok else str(result.failure),
-                "detail": result.detail,
-                "status": result.status,
-            },
-        )
-
-    def _retry_delay(self, conn: Connection, result: TokenResult, now: float) -> float:
-        if result.failure in CREDENTIAL_FAILURES:
-            return DEAD_RETRY if conn.credentials_expired else EVIDENCE_RETRY
-        if result.failure is TokenFailure.HIBERNATING:
-            return HIBERNATION_RETRY
-        tokens = conn.tokens
-        until = tokens.access_expires_at if tokens is not None else None
-        delay = backoff(conn.failures_in_row, self._rng, until=until, now=now)
-        if result.retry_after is not None:
-            delay = max(delay, result.retry_after)
-        return delay
+        # Bound late: Credentials is built before the refresher that plans around it.
+        self._refresher.answered(conn, result)
 
     def _token_saved(self, conn: Connection) -> None:
         self._metrics.token_expiry(conn.id, conn.tokens)
 
-    # -- the probe job ---------------------------------------------------------------
-
-    async def _probe_job(self, conn: Connection) -> float | None:
-        token = CONNECTION.set(conn.id)
-        try:
-            result = await self.probe_now(conn.id)
-            interval = conn.settings.probe.interval
-            following = self._clock.now() + interval * (0.9 + 0.2 * self._rng.random())
-            if result.retry_after is not None:
-                following = max(following, self._clock.now() + result.retry_after)
-        except Exception:
-            log.exception("probe.crashed", extra={"connection": conn.id})
-            return self._clock.now() + conn.settings.probe.interval
-        else:
-            return following
-        finally:
-            CONNECTION.reset(token)
-
-    async def probe_now(self, connection_id: str) -> ProbeResult:
-        conn = self._conns[connection_id]
-        with self._tracer.start_as_current_span("probe") as span:
-            span.set_attribute("snowmon.connection", conn.id)
-            span.set_attribute("server.address", conn.info.instance_url)
-            result = await self._probe_once(conn, allow_grant=True)
-            if result.reason is ProbeReason.AUTH_REJECTED:
-                fresh = await self.credentials.obtain(conn)
-                if fresh is not None:
-                    result = await self._probe_with(conn, fresh)
-                    if result.reason is ProbeReason.AUTH_REJECTED:
-                        self._apply(conn, result)
-                        self._apply(conn, health_machine.CredentialRefused(result.detail))
-                        self._probe_done(conn, result, span)
-                        return result
-            self._apply(conn, result)
-            self._probe_done(conn, result, span)
-            return result
-
-    def _probe_done(self, conn: Connection, result: ProbeResult, span: trace.Span) -> None:
-        span.set_attribute("snowmon.outcome", result.reason.value)
-        if not result.ok:
-            span.set_status(trace.StatusCode.ERROR, result.reason.value)
-        conn.last_probe = result
-        self._metrics.probe_done(conn.id, result)
-        self._record(
-            HistoryEntry(
-                conn.id,
-                result.started_at,
-                HistoryKind.PROBE,
-                result.reason.value,
-                result.detail,
-                result.duration,
-                result.status,
-            )
-        )
-
-    async def _probe_once(self, conn: Connection, *, allow_grant: bool) -> ProbeResult:
-        now = self._clock.now()
-        tokens = conn.tokens
-        if tokens is None or not usable(tokens, now):
-            waiting = conn.retry_at is not None and conn.retry_at > now
-            if conn.flight is not None or (allow_grant and not waiting):
-                tokens = await self.credentials.obtain(conn)
-            else:
-                tokens = None
-        if tokens is None or not usable(tokens, self._clock.now()):
-            last = conn.last_token_result
-            detail = f"no usable token: {last.detail}" if last and last.detail else "no token"
-            if conn.settings.grant is Grant.AUTHORIZATION_CODE and conn.tokens is None:
-                self._apply(
-                    conn, health_machine.NotAuthorized("not authorized yet: run the connect flow")
-                )
-            return ProbeResult(ProbeReason.NO_TOKEN, now, 0.0, None, detail)
-        return await self._probe_with(conn, tokens)
-
-    async def _probe_with(self, conn: Connection, tokens: TokenSet) -> ProbeResult:
-        p = conn.settings.probe
-        target = ProbeTarget(conn.settings.instance_url, p.table, p.query, p.fields)
-        deadline = asyncio.get_running_loop().time() + p.timeout
-        return await probe(
-            self._session, target, tokens.access_token, self._clock, deadline=deadline
-        )
-
-    # -- health ------------------------------------------------------------------------
-
-    def _apply(self, conn: Connection, event: health_machine.Event) -> None:
-        now = self._clock.now()
-        before = conn.health
-        conn.health, transitions = health_machine.apply(
-            before, event, now, self._thresholds, conn.id
-        )
-        self._dirty[conn.id] = conn
-        for t in transitions:
-            self._transition(conn, t)
-        if conn.health is not before:
-            status = conn.status()
-            for listener in self._listeners:
-                listener.observe_status(status)
-
-    def _transition(self, conn: Connection, t: Transition) -> None:
-        self._metrics.state_changed(conn.id, t.old, t.new, t.at)
-        self._record(HistoryEntry(conn.id, t.at, HistoryKind.STATE, t.new.value, t.detail))
-        log.info(
-            "connection.state_changed",
-            extra={
-                "connection": conn.id,
-                "from": t.old.value,
-                "to": t.new.value,
-                "reason": t.reason,
-                "detail": t.detail,
-            },
-        )
-
-    def _record(self, entry: HistoryEntry) -> None:
-        self._history.append(entry)
-
-    # -- persistence -------------------------------------------------------------------
+    # -- persistence (the health log's batches) ------------------------------------------
 
     async def flush(self) -> None:
-        """Write changed health and new history in one batch each. What cannot be
-        written stays queued for the next try: nothing is lost while the store is away."""
-        dirty, self._dirty = self._dirty, {}
-        history, self._history = self._history, []
-        try:
-            if dirty:
-                await self._store.save_health([(cid, c.health) for cid, c in dirty.items()])
-                dirty = {}
-            if history:
-                await self._store.append_history(history)
-                history = []
-        finally:
-            for cid, conn in dirty.items():
-                self._dirty.setdefault(cid, conn)
-            if history:
-                self._history[:0] = history[-self._history_cap :]
+        """Write changed health and new history in one batch each; what cannot be written
+        stays queued for the next try."""
+        await self._health.flush()
 
     async def run_flusher(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         """Flush every `interval` seconds until `stop`; the daemon flushes once more
         after the scheduler has drained."""
-        while not stop.is_set():
-            try:
-                async with asyncio.timeout(interval):
-                    await stop.wait()
-            except TimeoutError:
-                pass
-            try:
-                await self.flush()
-            except StoreError as exc:
-                self.store_ok = False
-                log.warning("store.flush_failed", extra={"error": str(exc)})
-            else:
-                self.store_ok = True
+        await self._health.run_flusher(stop, interval)
 
     # -- the read and control side (the web app's FleetView) -----------------------------
 
@@ -476,9 +276,11 @@ class Keeper:
         return conn.status() if conn is not None else None
 
     async def history(self, connection_id: str, limit: int) -> list[HistoryEntry]:
-        pending = [e for e in self._history if e.connection_id == connection_id]
-        stored = await self._store.recent_history(connection_id, limit)
-        return (pending[::-1] + stored)[:limit]
+        return await self._health.history(connection_id, limit)
+
+    async def probe_now(self, connection_id: str) -> ProbeResult:
+        """Probe now and answer the result; `KeyError` for an unknown connection."""
+        return await self._prober.probe(self._conns[connection_id])
 
     async def refresh_now(self, connection_id: str) -> TokenResult:
         """Refresh (or grant again) now and answer what the token endpoint said.

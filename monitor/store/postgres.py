@@ -8,12 +8,11 @@ write also checks, in the same statement and on the database's clock, that this 
 still holds an unexpired lease: a replica that was paused past its lease cannot
 overwrite the token of the replica that took over.
 
-Every call raises `StoreError` promptly when the database is unreachable or slow
-(`command_timeout` bounds connecting, waiting for a pooled connection and each query);
-the pool replaces broken connections by itself, so calls succeed again once the
-database is back. Health and history commit without waiting for the WAL flush
-(`synchronous_commit = off`), like SQLite's `NORMAL`: losing the last few snapshots to a
-crash is harmless; tokens, alerts, the outbox and leases wait for it.
+Every call raises `StoreError` promptly when the database is unreachable or slow, and
+succeeds again once it is back (`pg_pool.py`). Health and history commit without waiting
+for the WAL flush (`synchronous_commit = off`), like SQLite's `NORMAL`: losing the last
+few snapshots to a crash is harmless; tokens, alerts, the outbox and leases wait for it.
+The schema and statements are in `pg_schema.py`; how a token blob is sealed, `sealing.py`.
 """
 
 from __future__ import annotations
@@ -24,26 +23,15 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import asyncpg
 
-from monitor.errors import StaleWriteError, StoreError, StoreKeyError
+from monitor.errors import StaleWriteError, StoreError
 from monitor.model import AlertRecord, Health, HistoryEntry, HistoryKind, StoredTokens, TokenSet
 from monitor.store import pg_schema as sql
-from monitor.store.codec import (
-    decode_alert,
-    decode_health,
-    decode_tokens,
-    encode_alert,
-    encode_health,
-    encode_tokens,
-)
+from monitor.store.codec import decode_alert, decode_health, encode_alert, encode_health
 from monitor.store.crypto import Keyring, blob_key_id
 from monitor.store.leases import PostgresLeases
-from monitor.store.pg_schema import (
-    db_error,
-    describe_dsn,
-    expected_db_error,
-    migrate,
-    quote_schema,
-)
+from monitor.store.pg_pool import PgPool
+from monitor.store.pg_schema import migrate
+from monitor.store.sealing import check_blob, missing_key, open_tokens, reseal, seal_tokens
 
 if TYPE_CHECKING:
     from monitor.store.pg_schema import Conn
@@ -54,15 +42,6 @@ _REENCRYPT_BATCH: Final = 500
 # Converting more rows than this (decrypting, JSON) runs on a worker thread, so a 100,000
 # connection start-up does not stall probes for a second.
 _OFFLOAD_ROWS: Final = 2000
-
-
-def _aad(connection_id: str) -> bytes:
-    # The same associated data as sqlite.py: a blob moves between backends unchanged.
-    return b"snowmon:tokens:" + connection_id.encode("utf-8")
-
-
-def _what(connection_id: str) -> str:
-    return f"token of connection {connection_id!r}"
 
 
 async def _offload(rows: int, fn: Callable[[], T]) -> T:
@@ -92,20 +71,19 @@ class PostgresStore(PostgresLeases):
             raise ValueError("history_per_connection must be at least 1")
         if replica == "":
             raise ValueError("replica must be a non-empty name, or None without leases")
-        if command_timeout <= 0:
-            raise ValueError("command_timeout must be positive")
-        self._dsn = dsn
+        self._db = PgPool(
+            dsn,
+            replica=replica,
+            schema=schema,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+        )
         self._schema = schema
-        self._settings = {"jit": "off", "application_name": f"snowmon {replica or ''}"[:63]}
-        if schema is not None:
-            self._settings["search_path"] = quote_schema(schema)
         self._keyring = keyring
         self._keep = history_per_connection
         self._replica = replica
-        self._min_size, self._max_size = min_size, max_size
-        self._timeout = command_timeout
-        self._label = describe_dsn(dsn, schema)
-        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._label = self._db.label
         self._saves: set[asyncio.Task[int]] = set()
         self._lease_seconds = 30.0  # the last lease period used, for outbox adoption
 
@@ -115,22 +93,8 @@ class PostgresStore(PostgresLeases):
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _error(self, action: str, exc: BaseException) -> StoreError:
-        return db_error(self._label, self._dsn, action, exc)
-
     async def _run(self, action: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        pool = self._pool
-        if pool is None:
-            raise StoreError(f"{self._label} is not open")
-        try:
-            async with pool.acquire(timeout=self._timeout) as conn:
-                return await fn(conn)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if expected_db_error(exc):
-                raise self._error(action, exc) from exc
-            raise
+        return await self._db.run(action, fn)
 
     def _me(self) -> str:
         if self._replica is None:
@@ -140,72 +104,39 @@ class PostgresStore(PostgresLeases):
     # -- lifecycle ------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._pool is not None:
-            raise StoreError(f"{self._label} is already open")
-        try:
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                timeout=self._timeout,  # connecting
-                command_timeout=self._timeout,
-                server_settings=self._settings,
-            )
-        except Exception as exc:
-            if expected_db_error(exc) or isinstance(exc, ValueError | OverflowError):
-                raise self._error("connect", exc) from exc
-            raise
-        self._pool = pool
-        try:
-            await self._run("migrate", lambda conn: migrate(conn, self._schema, self._label))
-            await self._run("check keys", self._check_keyring)
-        except BaseException:
-            self._pool = None
-            pool.terminate()
-            raise
+        await self._db.open(
+            ("migrate", lambda conn: migrate(conn, self._schema, self._label)),
+            ("check keys", self._check_keyring),
+        )
 
     async def _check_keyring(self, conn: Conn) -> None:
         # As in SQLite: a wrong key stops start-up with one clear message.
         for (key_id,) in await conn.fetch("SELECT DISTINCT key_id FROM tokens"):
             if not self._keyring.has_key(key_id):
-                raise StoreKeyError(
-                    f"{self._label}: stored tokens were encrypted with key id {key_id} which "
-                    f"is not in encryption_keys (it holds {', '.join(self._keyring.key_ids)}); "
-                    "add the old key after the new one to rotate"
-                )
+                raise missing_key(self._label, key_id, self._keyring)
             row = await conn.fetchrow(
                 "SELECT connection_id, blob FROM tokens WHERE key_id = $1 LIMIT 1", key_id
             )
             if row is not None:
-                self._keyring.decrypt(row[1], _aad(row[0]), what=_what(row[0]))
+                check_blob(self._keyring, row[0], row[1])
 
     async def close(self) -> None:
-        pool = self._pool
-        if pool is None:
+        if not self._db.is_open:
             return
         # Token saves whose callers were cancelled still finish, each within its timeout.
         while self._saves:
             await asyncio.wait(set(self._saves))
-        self._pool = None
-        try:
-            async with asyncio.timeout(self._timeout):
-                await pool.close()
-        except TimeoutError:
-            pool.terminate()
+        await self._db.close()
 
     async def ping(self) -> None:
         await self._run("ping", lambda conn: conn.fetchval("SELECT 1"))
 
     # -- tokens ---------------------------------------------------------------------
 
-    def _open_tokens(self, cid: str, version: int, blob: bytes) -> StoredTokens:
-        what = _what(cid)
-        plaintext = self._keyring.decrypt(blob, _aad(cid), what=what)
-        return StoredTokens(decode_tokens(plaintext, what=what), version)
-
     async def _open_rows(self, rows: Sequence[asyncpg.Record]) -> dict[str, StoredTokens]:
         return await _offload(
-            len(rows), lambda: {cid: self._open_tokens(cid, v, blob) for cid, v, blob in rows}
+            len(rows),
+            lambda: {cid: open_tokens(self._keyring, cid, v, blob) for cid, v, blob in rows},
         )
 
     async def load_tokens(self, connection_id: str) -> StoredTokens | None:
@@ -215,7 +146,7 @@ class PostgresStore(PostgresLeases):
                 "SELECT version, blob FROM tokens WHERE connection_id = $1", connection_id
             ),
         )
-        return None if row is None else self._open_tokens(connection_id, row[0], row[1])
+        return None if row is None else open_tokens(self._keyring, connection_id, row[0], row[1])
 
     async def load_all_tokens(self) -> dict[str, StoredTokens]:
         rows = await self._run(
@@ -253,9 +184,9 @@ class PostgresStore(PostgresLeases):
     async def save_tokens(
         self, connection_id: str, tokens: TokenSet, *, expected_version: int
     ) -> int:
-        if self._pool is None:
+        if not self._db.is_open:
             raise StoreError(f"{self._label} is not open")
-        blob = self._keyring.encrypt(encode_tokens(tokens), _aad(connection_id))
+        blob = seal_tokens(self._keyring, connection_id, tokens)
         # A save whose caller is cancelled still completes (or fails) on its own: the
         # token was already spent at ServiceNow, so dropping the write would lose it.
         task = asyncio.create_task(self._save(connection_id, tokens, blob, expected_version))
@@ -332,10 +263,7 @@ class PostgresStore(PostgresLeases):
             )
             fresh = []
             for cid, blob in rows:
-                aad = _aad(cid)
-                sealed = self._keyring.encrypt(
-                    self._keyring.decrypt(blob, aad, what=_what(cid)), aad
-                )
+                sealed = reseal(self._keyring, cid, blob)
                 fresh.append((blob_key_id(sealed), sealed, cid))
             await conn.executemany(
                 "UPDATE tokens SET key_id = $1, blob = $2 WHERE connection_id = $3", fresh

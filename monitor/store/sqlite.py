@@ -6,138 +6,49 @@ explicit `BEGIN IMMEDIATE` transactions. Token, alert and outbox commits are fsy
 (`synchronous=FULL`); health and history, rewritten all day and harmless to lose to a
 power cut, commit with `NORMAL`, which in WAL mode still never corrupts the file.
 
-Token saves that arrive while the worker is busy are committed together (group commit):
-each keeps its own version check and result, and all share one fsync. A fleet granting
-or refreshing in bursts then costs one disk flush per burst, not one per connection.
+Token saves that arrive while the worker is busy are committed together (group commit,
+`sqlite_group_commit.py`): each keeps its own version check and result, and all share one
+fsync. A fleet granting or refreshing in bursts then costs one disk flush per burst, not
+one per connection. The schema, its migrations and the wording of SQLite failures live in
+`sqlite_schema.py`; how a token blob is sealed, in `sealing.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import queue
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from monitor.clock import Clock, SystemClock
-from monitor.errors import StaleWriteError, StoreError, StoreKeyError
-from monitor.model import (
-    AlertRecord,
-    Health,
-    HistoryEntry,
-    HistoryKind,
-    StoredTokens,
-    TokenSet,
+from monitor.errors import StoreError
+from monitor.model import AlertRecord, Health, HistoryEntry, HistoryKind, StoredTokens, TokenSet
+from monitor.store.codec import decode_alert, decode_health, encode_alert, encode_health
+from monitor.store.crypto import Keyring
+from monitor.store.sealing import check_blob, missing_key, open_tokens, reseal
+from monitor.store.sqlite_group_commit import GroupCommit
+from monitor.store.sqlite_schema import (
+    BUSY_TIMEOUT_SECONDS,
+    SCHEMA_VERSION,
+    WAL_SIZE_LIMIT,
+    enable_wal,
+    migrate,
+    prepare_file,
+    store_error,
 )
-from monitor.store.codec import (
-    decode_alert,
-    decode_health,
-    decode_tokens,
-    encode_alert,
-    encode_health,
-    encode_tokens,
-)
-from monitor.store.crypto import Keyring, blob_key_id
+
+__all__ = ["BUSY_TIMEOUT_SECONDS", "SCHEMA_VERSION", "SqliteStore"]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
 
-BUSY_TIMEOUT_SECONDS: Final = 10.0
-_WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # truncate the WAL back to this after checkpoints
 _REENCRYPT_BATCH: Final = 500
-
-# Ordered migrations: version N is reached by running _MIGRATIONS[N-1], all pending ones in
-# one transaction. Append new tuples; never edit a released one.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        # key_id (hex) is in clear beside the blob so start-up checks and rotation can ask
-        # "which keys are still in use" from an index instead of reading every blob.
-        """CREATE TABLE tokens (
-            connection_id TEXT PRIMARY KEY,
-            version INTEGER NOT NULL,
-            key_id TEXT NOT NULL,
-            blob BLOB NOT NULL,
-            access_expires_at REAL NOT NULL,
-            refresh_expires_at REAL,
-            updated_at REAL NOT NULL)""",
-        "CREATE INDEX tokens_by_key ON tokens (key_id)",
-        "CREATE TABLE health (connection_id TEXT PRIMARY KEY, json TEXT NOT NULL)",
-        """CREATE TABLE history (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            connection_id TEXT NOT NULL,
-            at REAL NOT NULL,
-            kind TEXT NOT NULL,
-            outcome TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            duration REAL,
-            status INTEGER)""",
-        "CREATE INDEX history_by_connection ON history (connection_id, id)",
-        """CREATE TABLE alerts (
-            connection_id TEXT NOT NULL,
-            alert TEXT NOT NULL,
-            json TEXT NOT NULL,
-            PRIMARY KEY (connection_id, alert))""",
-        """CREATE TABLE outbox (
-            key TEXT PRIMARY KEY,
-            payload TEXT NOT NULL,
-            created_at REAL NOT NULL)""",
-    ),
-)
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
-
-# What to do about each SQLite primary result code an operator can meet.
-_ADVICE: Final = {
-    sqlite3.SQLITE_BUSY: "Another process held the write lock too long; is a second snowmon "
-    "using this file?",
-    sqlite3.SQLITE_READONLY: "The file or its directory is read-only for this user: fix the "
-    "permissions or the mount, or point daemon.store elsewhere.",
-    sqlite3.SQLITE_IOERR: "The disk reported an I/O error: check the device and kernel log.",
-    sqlite3.SQLITE_CORRUPT: "The file is corrupt: restore it from a backup, or move it aside "
-    "to start afresh (connections will be granted again).",
-    sqlite3.SQLITE_FULL: "The disk is full: free space on it or move the store elsewhere.",
-    sqlite3.SQLITE_CANTOPEN: "Check that the directory exists and this user can write to it.",
-    sqlite3.SQLITE_NOTADB: "Check daemon.store, or move the file aside.",
-}
-
-
-def _store_error(path: Path, action: str, exc: sqlite3.Error) -> StoreError:
-    code = getattr(exc, "sqlite_errorcode", None)
-    advice = _ADVICE.get(code & 0xFF, "") if isinstance(code, int) else ""
-    return StoreError(f"SQLite store {path}: {action} failed: {exc}. {advice}".rstrip())
-
 
 # Blobs are read through CAST(blob AS BLOB): a value rewritten as TEXT by hand or by
 # corruption then fails authentication cleanly instead of as a UTF-8 decoding error.
-
-
-def _aad(connection_id: str) -> bytes:
-    return b"snowmon:tokens:" + connection_id.encode("utf-8")
-
-
-def _what(connection_id: str) -> str:
-    return f"token of connection {connection_id!r}"
-
-
-@dataclass(slots=True)
-class _PendingSave:
-    connection_id: str
-    tokens: TokenSet
-    expected_version: int
-    future: asyncio.Future[int]
-
-
-def _settle(future: asyncio.Future[int], outcome: int | BaseException) -> None:
-    if future.done():  # the caller was cancelled; the write itself still happened
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 class SqliteStore:
@@ -160,11 +71,9 @@ class SqliteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
         self._synchronous_full = False
-        self._saves: queue.SimpleQueue[_PendingSave] = queue.SimpleQueue()
-        # Set by the loop when it submits a flush, cleared by the worker before it drains
-        # the queue; a plain bool is enough because the GIL makes each access atomic and a
-        # spurious extra flush finds an empty queue.
-        self._flush_submitted = False
+        self._saves = GroupCommit(
+            path=self._path, keyring=keyring, clock=self._clock, transaction=self._transaction
+        )
 
     @property
     def path(self) -> Path:
@@ -182,7 +91,7 @@ class SqliteStore:
         try:
             return fn()
         except sqlite3.Error as exc:
-            raise _store_error(self._path, action, exc) from exc
+            raise store_error(self._path, action, exc) from exc
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -238,67 +147,22 @@ class SqliteStore:
             self._executor = None
             raise
 
-    def _prepare_file(self) -> None:
-        path = self._path
-        if path.is_dir():
-            raise StoreError(f"SQLite store {path} is a directory; name a file inside it")
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Created private before SQLite touches it: the -wal and -shm files copy the
-            # main file's permissions.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
-        except FileExistsError as exc:
-            if exc.filename != str(path):
-                raise StoreError(
-                    f"SQLite store {path}: cannot create its directory: {exc.filename} "
-                    "exists and is not a directory"
-                ) from None
-        except OSError as exc:
-            raise StoreError(
-                f"SQLite store {path}: cannot create it: {exc.strerror} ({exc.filename}). "
-                "Check that the directory exists and this user can write to it."
-            ) from None
-
     def _open_sync(self) -> None:
-        self._prepare_file()
+        prepare_file(self._path)
         conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         try:
-            self._enable_wal(conn)
+            enable_wal(conn, self._path)
             conn.execute("PRAGMA synchronous = FULL")
             self._synchronous_full = True
-            conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             self._conn = conn
-            self._migrate()
+            with self._transaction(durable=True) as migrating:
+                migrate(migrating, self._path)
             self._check_keyring()
         except BaseException:
             self._conn = None
             conn.close()
             raise
-
-    def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if str(mode).lower() != "wal":
-            raise StoreError(f"SQLite store {self._path}: cannot use WAL (got {mode})")
-
-    def _migrate(self) -> None:
-        with self._transaction(durable=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            current = 0 if row is None else int(row[0])
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"SQLite store {self._path} has schema version {current}, newer than "
-                    f"this snowmon understands ({SCHEMA_VERSION}); upgrade snowmon"
-                )
-            for statements in _MIGRATIONS[current:]:
-                for statement in statements:
-                    conn.execute(statement)
-            # Written even when unchanged: a read-only file or mount then fails here, at
-            # start-up, rather than at the first token refresh.
-            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def _check_keyring(self) -> None:
         # A wrong key must stop start-up with a clear message, not surface later as one
@@ -306,17 +170,12 @@ class SqliteStore:
         conn = self._db()
         for (key_id,) in conn.execute("SELECT DISTINCT key_id FROM tokens").fetchall():
             if not self._keyring.has_key(key_id):
-                raise StoreKeyError(
-                    f"SQLite store {self._path}: stored tokens were encrypted with key id "
-                    f"{key_id} which is not in encryption_keys (it holds "
-                    f"{', '.join(self._keyring.key_ids)}); add the old key after the new one "
-                    "to rotate"
-                )
+                raise missing_key(f"SQLite store {self._path}", key_id, self._keyring)
             cid, blob = conn.execute(
                 "SELECT connection_id, CAST(blob AS BLOB) FROM tokens WHERE key_id = ? LIMIT 1",
                 (key_id,),
             ).fetchone()
-            self._keyring.decrypt(blob, _aad(cid), what=_what(cid))
+            check_blob(self._keyring, cid, blob)
 
     async def close(self) -> None:
         executor = self._executor
@@ -330,7 +189,7 @@ class SqliteStore:
             executor.shutdown(wait=True)
 
     def _close_sync(self) -> None:
-        self._flush_saves()
+        self._saves.flush()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -341,9 +200,7 @@ class SqliteStore:
     # -- tokens ---------------------------------------------------------------------
 
     def _open_tokens(self, cid: str, version: int, blob: bytes) -> StoredTokens:
-        what = _what(cid)
-        plaintext = self._keyring.decrypt(blob, _aad(cid), what=what)
-        return StoredTokens(decode_tokens(plaintext, what=what), version)
+        return open_tokens(self._keyring, cid, version, blob)
 
     async def load_tokens(self, connection_id: str) -> StoredTokens | None:
         return await self._read(
@@ -369,75 +226,8 @@ class SqliteStore:
         executor = self._executor
         if executor is None:
             raise StoreError(f"SQLite store {self._path} is not open")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._saves.put(_PendingSave(connection_id, tokens, expected_version, future))
-        if not self._flush_submitted:
-            self._flush_submitted = True
-            # The returned concurrent future carries nothing: _flush_saves never raises and
-            # settles every caller's own future.
-            executor.submit(self._flush_saves)
-        return await future
-
-    def _flush_saves(self) -> None:
-        self._flush_submitted = False
-        batch: list[_PendingSave] = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                batch.append(self._saves.get_nowait())
-        if not batch:
-            return
-        outcomes: list[int | BaseException] = [0] * len(batch)  # 0: not settled yet
-        sealed: list[tuple[int, _PendingSave, bytes]] = []
-        for index, item in enumerate(batch):
-            try:
-                blob = self._keyring.encrypt(encode_tokens(item.tokens), _aad(item.connection_id))
-            except Exception as exc:  # noqa: BLE001 handed to that caller, the batch goes on
-                outcomes[index] = exc
-            else:
-                sealed.append((index, item, blob))
-        written: list[tuple[int, int | BaseException]]
-        try:
-            with self._transaction(durable=True) as conn:
-                now = self._clock.now()
-                written = [
-                    (i, self._write_tokens(conn, item, blob, now)) for i, item, blob in sealed
-                ]
-        except sqlite3.Error as exc:
-            failure = _store_error(self._path, "save tokens", exc)
-            written = [(i, failure) for i, _, _ in sealed]
-        except Exception as exc:  # noqa: BLE001 every waiting caller must hear of it
-            written = [(i, exc) for i, _, _ in sealed]
-        for index, outcome in written:
-            outcomes[index] = outcome
-        for item, outcome in zip(batch, outcomes, strict=True):
-            with contextlib.suppress(RuntimeError):  # the caller's loop is already closed
-                item.future.get_loop().call_soon_threadsafe(_settle, item.future, outcome)
-
-    def _write_tokens(
-        self, conn: sqlite3.Connection, item: _PendingSave, blob: bytes, now: float
-    ) -> int | StaleWriteError:
-        cid, tokens, expected = item.connection_id, item.tokens, item.expected_version
-        values = (blob_key_id(blob), blob, tokens.access_expires_at, tokens.refresh_expires_at)
-        if expected == 0:
-            cursor = conn.execute(
-                "INSERT INTO tokens (connection_id, version, key_id, blob, access_expires_at,"
-                " refresh_expires_at, updated_at) VALUES (?, 1, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (connection_id) DO NOTHING",
-                (cid, *values, now),
-            )
-        else:
-            cursor = conn.execute(
-                "UPDATE tokens SET version = version + 1, key_id = ?, blob = ?,"
-                " access_expires_at = ?, refresh_expires_at = ?, updated_at = ?"
-                " WHERE connection_id = ? AND version = ?",
-                (*values, now, cid, expected),
-            )
-        if cursor.rowcount == 1:
-            return expected + 1
-        row = conn.execute("SELECT version FROM tokens WHERE connection_id = ?", (cid,)).fetchone()
-        return StaleWriteError(
-            f"tokens of {cid} are at version {0 if row is None else row[0]}, not {expected}"
-        )
+        # Committed with whatever other saves queue meanwhile: one fsync per burst.
+        return await self._saves.save(executor, connection_id, tokens, expected_version)
 
     async def delete_tokens(self, connection_id: str) -> None:
         await self._write(
@@ -478,10 +268,7 @@ class SqliteStore:
                 (primary, _REENCRYPT_BATCH),
             ).fetchall()
             for cid, blob in rows:
-                aad = _aad(cid)
-                fresh = self._keyring.encrypt(
-                    self._keyring.decrypt(blob, aad, what=_what(cid)), aad
-                )
+                fresh = reseal(self._keyring, cid, blob)
                 conn.execute(
                     "UPDATE tokens SET key_id = ?, blob = ? WHERE connection_id = ?",
                     (primary, fresh, cid),
