@@ -134,6 +134,15 @@ def _on_probe(health: Health, result: ProbeResult, thresholds: Thresholds) -> He
             last_reason=health.last_reason,
             last_error=health.last_error,
         )
+    if health.state is State.HIBERNATING and result.reason is ProbeReason.NO_TOKEN:
+        # The token endpoint said the instance sleeps; a probe without a token cannot
+        # tell us more.
+        return replace(
+            failed,
+            state=State.HIBERNATING,
+            last_reason=health.last_reason,
+            last_error=health.last_error,
+        )
     own = _OWN_STATE.get(result.reason)
     if own is not None:
         return replace(failed, state=own)

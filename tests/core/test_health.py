@@ -469,6 +469,19 @@ CASES = [
         id="token-ok-failing-stays",
     ),
     pytest.param(every(10, OK, TRANSIENT, MALFORMED), H, TO_HEALTHY, id="token-faults-no-move"),
+    # --- a sleeping instance gives no token: probes without one keep it hibernating -------
+    pytest.param(
+        every(10, TOKEN_HIBERNATING, NO_TOKEN, NO_TOKEN, NO_TOKEN, NO_TOKEN),
+        HIB,
+        [(P, HIB, "hibernating")],
+        id="hibernating-token-then-no-token-probes-stay",
+    ),
+    pytest.param(
+        every(10, TOKEN_HIBERNATING, NO_TOKEN, TOKEN_OK, OK),
+        H,
+        [(P, HIB, "hibernating"), (HIB, H, "ok")],
+        id="hibernating-wakes-on-a-good-probe",
+    ),
 ]
 
 
