@@ -21,7 +21,7 @@ alone on CPU 1. Measured, daemon only, from /proc:
 At real time this run holds no refresh and no steady probe rate; `fleet_rate` measures
 those on a compressed clock.
 
-    .venv/bin/python -m bench.fleet_scale                  # 1k, 10k, 100k (~8 min)
+    .venv/bin/python -m bench.fleet_scale                  # 1k, 10k, 100k (~10 min)
     .venv/bin/python -m bench.fleet_scale --quick          # 2k at speed 10 (< 1 min)
     .venv/bin/python -m bench.fleet_scale --steps 100000 --window 30
 
