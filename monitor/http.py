@@ -193,7 +193,8 @@ def classify_target(url: URL) -> str:
     path = url.raw_path
     if path.endswith("/oauth_token.do"):
         return "token"
-    if path.startswith("/api/now/") and "/table/" in path:
+    # "/api/now/" anywhere: a loopback (emulator) instance URL may carry a path prefix.
+    if "/api/now/" in path and "/table/" in path:
         return "table"
     if path.endswith("/oauth_auth.do"):
         return "authorize"

@@ -551,6 +551,7 @@ def test_classify_target() -> None:
     assert target("https://acme.service-now.com/api/now/table/sys_user") == "table"
     assert target("https://acme.service-now.com/api/now/v2/table/incident") == "table"
     assert target("https://acme.service-now.com/api/now/stats/incident") == "other"
+    assert target("http://127.0.0.5:9000/dev100042/api/now/table/sys_user") == "table"
     assert target("https://slack.com/api/chat.postMessage") == "slack"
     assert target("https://hooks.slack.com/services/T/B/X") == "slack"
     assert target("http://127.0.0.1:9000/api/chat.update") == "slack"
