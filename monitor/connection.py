@@ -8,7 +8,7 @@ starting a second request with the same refresh token.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.model import (
@@ -83,8 +83,6 @@ class Connection:
     retry_at: float | None = None  # no token request before this (backoff)
     owned: bool = True  # False while another replica holds its lease
     owner: str = ""  # the replica working on it, as last seen
-    history_dirty: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

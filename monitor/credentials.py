@@ -25,16 +25,13 @@ from monitor import oauth
 from monitor.clock import Clock
 from monitor.connection import Connection
 from monitor.errors import LeaseLostError, StaleWriteError
+from monitor.health import CREDENTIAL_FAILURES
 from monitor.model import Grant, StoredTokens, TokenFailure, TokenResult, TokenSet
 from monitor.secret import Secret
 from monitor.store import Store
 from monitor.timing import renew_refresh_at
 
 log = logging.getLogger("snowmon.credentials")
-
-CREDENTIAL_FAILURES = frozenset(
-    {TokenFailure.REJECTED, TokenFailure.INVALID_CLIENT, TokenFailure.GRANT_NOT_ALLOWED}
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import platform
 import socket
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -60,7 +60,6 @@ class Running:
     registry: CollectorRegistry
     web_url: str | None
     telemetry: Telemetry
-    extras: dict[str, object] = field(default_factory=dict)
 
 
 class Daemon:

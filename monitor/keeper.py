@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 import aiohttp
@@ -214,9 +214,6 @@ class Keeper:
         """Connections with a token request in flight (not to be given away now)."""
         return frozenset(c.id for c in self._conns.values() if c.flight is not None)
 
-    def owned_count(self) -> int:
-        return sum(1 for c in self._conns.values() if c.owned)
-
     def _lease_lost(self, conn: Connection) -> None:
         log.warning("lease.lost_on_save", extra={"connection": conn.id})
         self.release([conn.id])
@@ -326,7 +323,3 @@ class Keeper:
             if conn.probe_job is not None:
                 self._scheduler.schedule(conn.probe_job, now)
         return result
-
-    def on_every(self, fn: Callable[[Connection], None]) -> None:
-        for conn in self._conns.values():
-            fn(conn)

@@ -15,7 +15,8 @@ from typing import Protocol
 
 from monitor.clock import Clock
 from monitor.connection import Connection
-from monitor.credentials import CREDENTIAL_FAILURES, Credentials
+from monitor.credentials import Credentials
+from monitor.health import CREDENTIAL_FAILURES
 from monitor.health_log import HealthLog
 from monitor.model import Grant, HistoryEntry, HistoryKind, TokenFailure, TokenResult
 from monitor.telemetry.context import CONNECTION
