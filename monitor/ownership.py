@@ -93,10 +93,22 @@ class Ownership:
         self.live_replicas = result.live
         if result.lost:
             self._keeper.release(result.lost)
-        if result.acquired:
-            await self._adopt(result.acquired)
-        self._held = result.held
-        await self._refresh_others()
+        held = result.held
+        try:
+            # One read of the fleet's health a round serves both the adoption of new
+            # connections and the read-back of those other replicas hold.
+            health = await self._store.load_all_health()
+            if result.acquired:
+                tokens = await self._store.load_tokens_for(result.acquired)
+                self._keeper.adopt(result.acquired, tokens, health)
+            owners = await self._store.owners()
+        except StoreError as exc:
+            log.warning("lease.read_back_failed", extra={"error": str(exc)})
+            # Not adopted yet: they count as newly acquired again next round.
+            held = held - result.acquired
+        else:
+            self._keeper.observe_remote(health, owners)
+        self._held = held
         if result.acquired or result.lost:
             log.info(
                 "lease.changed",
@@ -108,21 +120,6 @@ class Ownership:
                     "share": result.share,
                 },
             )
-
-    async def _adopt(self, ids: Collection[str]) -> None:
-        tokens = await self._store.load_tokens_for(ids)
-        health = await self._store.load_all_health()
-        self._keeper.adopt(ids, tokens, health)
-
-    async def _refresh_others(self) -> None:
-        """Read back the health of connections other replicas hold (fleet-wide views)."""
-        try:
-            health = await self._store.load_all_health()
-            owners = await self._store.owners()
-        except StoreError as exc:
-            log.warning("lease.read_back_failed", extra={"error": str(exc)})
-            return
-        self._keeper.observe_remote(health, owners)
 
     async def release_all(self) -> None:
         try:
