@@ -19,6 +19,7 @@ from monitor.store.factory import open_store
 from monitor.store.pg_schema import SCHEMA_VERSION
 from monitor.store.postgres import PostgresStore
 from tests.store.conftest import HISTORY_KEEP, PG_DSN, PG_MAX_SIZE
+from tests.store.loop_ticks import with_loop_ticks
 from tests.store.samples import bare_tokens, full_tokens, history_entry
 
 pytestmark = pytest.mark.postgres
@@ -289,18 +290,7 @@ async def test_a_large_fleet_is_decrypted_off_the_event_loop(
         )
     finally:
         await conn.close()
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.001)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0)
-    loaded = await pg.load_all_tokens()
-    ticker.cancel()
+    loaded, ticks = await with_loop_ticks(pg.load_all_tokens())
 
     assert len(loaded) == 20_000
     assert loaded["c7"] == StoredTokens(full_tokens("c7"), 1)

@@ -15,6 +15,7 @@ from monitor.errors import StoreError
 from monitor.store.crypto import Keyring
 from monitor.store.sqlite import SCHEMA_VERSION, SqliteStore
 from tests.store.conftest import HISTORY_KEEP
+from tests.store.loop_ticks import with_loop_ticks
 from tests.store.samples import T0, bare_tokens, full_tokens, history_entry
 
 
@@ -118,18 +119,7 @@ async def test_disk_work_runs_off_the_event_loop(sqlite_store: SqliteStore) -> N
             for i in range(20_000)
         )
     )
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.001)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0)
-    loaded = await sqlite_store.load_all_tokens()
-    ticker.cancel()
+    loaded, ticks = await with_loop_ticks(sqlite_store.load_all_tokens())
 
     assert len(loaded) == 20_000
     # Had decrypting 20,000 rows run on the loop, the ticker could not have run meanwhile.
