@@ -1,14 +1,12 @@
 """What one Prometheus scrape of /metrics costs the daemon, by fleet size.
 
-The web handler renders the exposition synchronously on the event loop, so a scrape's
-render time is also how long every probe and refresh waits. This builds the daemon's
+The web handler renders the exposition in a worker thread (`asyncio.to_thread`), but the
+render holds the interpreter lock, so its CPU competes with every probe and refresh (one
+interpreter, one core's worth of Python). This builds the daemon's
 `Metrics` for N connections (every per-connection row filled, as after a probe and a
 token), then times `monitor.telemetry.render` (the handler's work) for the classic text
-format and for OpenMetrics, with `per_connection_metrics` on and off.
-
-`direct` is a sketch of a cheaper exposition of the same per-connection families,
-written straight from the rows as text (connection ids are slugs, so no escaping): it
-prices the proposal in docs/benchmarks.md, it is not what the daemon does.
+format and for OpenMetrics, with `per_connection_metrics` on and off. The rows' values
+are formatted when written (building the fleet, not timed), as in the daemon.
 
     .venv/bin/python -m bench.scrape_bench                  # 1k, 10k, 100k (~1 min)
     .venv/bin/python -m bench.scrape_bench --quick          # 1k, 10k
@@ -26,7 +24,6 @@ from bench import harness as h
 from monitor.model import Grant, ProbeReason, ProbeResult, State, TokenSet
 from monitor.secret import Secret
 from monitor.telemetry.metrics import Metrics, render
-from monitor.telemetry.per_connection import _GAUGES, STATE_METRIC, ConnectionSeries
 
 T0 = 1_800_000_000.0
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -52,26 +49,6 @@ def fleet_metrics(n: int, per_connection: bool) -> Metrics:
     return metrics
 
 
-def direct(series: ConnectionSeries) -> bytes:
-    """The per-connection families as exposition text, straight from the rows."""
-    rows = list(series.rows.items())
-    out: list[str] = []
-    for name, help_text, attr in _GAUGES:
-        out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-        out.extend(
-            f'{name}{{connection="{cid}"}} {value!r}\n'
-            for cid, row in rows
-            if (value := getattr(row, attr)) is not None
-        )
-    out.append(f"# HELP {STATE_METRIC} state\n# TYPE {STATE_METRIC} gauge\n")
-    out.extend(
-        f'{STATE_METRIC}{{connection="{cid}",state="{row.state}"}} 1.0\n'
-        for cid, row in rows
-        if row.state is not None
-    )
-    return "".join(out).encode()
-
-
 def timed(fn: Any, repeat: int) -> tuple[float, int]:
     best, size = float("inf"), 0
     for _ in range(repeat):
@@ -94,18 +71,6 @@ def measure(n: int, repeat: int) -> list[dict[str, Any]]:
                     "connections": n,
                     "per_connection_metrics": per_connection,
                     "format": fmt,
-                    "cpu_seconds": round(seconds, 4),
-                    "bytes": size,
-                }
-            )
-        if per_connection and metrics.series is not None:
-            series = metrics.series
-            seconds, size = timed(lambda s=series: direct(s), repeat)
-            rows.append(
-                {
-                    "connections": n,
-                    "per_connection_metrics": "direct (sketch, per-connection families only)",
-                    "format": "text",
                     "cpu_seconds": round(seconds, 4),
                     "bytes": size,
                 }
