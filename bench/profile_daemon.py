@@ -15,6 +15,8 @@ tools (`flamegraph.pl`, speedscope.app).
 An area is the first known frame from the leaf up: a JSON encode called by the log
 formatter counts as logging, a socket send called by the OTLP exporter as tracing.
 
+Needs py-spy: `.venv/bin/pip install -e '.[bench]'`.
+
     .venv/bin/python -m bench.profile_daemon                       # rate, 30 s (~2 min)
     .venv/bin/python -m bench.profile_daemon --scenario coldstart --connections 100000
     .venv/bin/python -m bench.profile_daemon --quick               # rate, 10 s (< 1 min)
@@ -244,6 +246,8 @@ def main() -> int:
     parser.add_argument("--code", type=Path, help="run the daemon from DIR/monitor")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    if not Path(PY_SPY).exists():
+        parser.error(f"{PY_SPY} is missing: install it with .venv/bin/pip install -e '.[bench]'")
     if args.connections is None:
         args.connections = 1000 if args.scenario == "rate" else 100_000
     if args.speed is None:
