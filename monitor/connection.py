@@ -83,6 +83,7 @@ class Connection:
     retry_at: float | None = None  # no token request before this (backoff)
     owned: bool = True  # False while another replica holds its lease
     owner: str = ""  # the replica working on it, as last seen
+    probe_url: str | None = None  # the probe request's URL, built on first use
 
     @property
     def id(self) -> str:

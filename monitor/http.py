@@ -123,9 +123,13 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     or nothing at all, and gzip may inflate a small body into a huge one.
     """
     announced = resp.content_length
-    if announced is not None and announced > limit:
-        resp.close()
-        raise BodyTooLarge(limit, announced)
+    if announced is not None:
+        if announced > limit:
+            resp.close()
+            raise BodyTooLarge(limit, announced)
+        if "Content-Encoding" not in resp.headers:
+            # Identity body of a known length: aiohttp reads exactly `announced` bytes.
+            return await resp.read()
     body = bytearray()
     async for chunk in resp.content.iter_chunked(65536):
         body += chunk

@@ -46,7 +46,7 @@ class ProbeTarget:
 
 async def probe(
     session: aiohttp.ClientSession,
-    target: ProbeTarget,
+    url: str,
     token: Secret,
     clock: Clock,
     *,
@@ -59,7 +59,7 @@ async def probe(
     try:
         async with (
             asyncio.timeout_at(deadline),
-            session.get(target.url(), headers=headers) as resp,
+            session.get(url, headers=headers) as resp,
         ):
             body = await read_body(resp, MAX_PROBE_BODY)
             status = resp.status
@@ -117,7 +117,7 @@ def classify(
     doc = servicenow.parse_json(body)
     message = servicenow.error_message(doc)
     if status == 200:
-        if not isinstance(doc, Mapping):
+        if not isinstance(doc, dict):
             kind = "an HTML page" if servicenow.looks_like_html(body, content_type) else "non-JSON"
             return result(ProbeReason.BAD_RESPONSE, f"HTTP 200 with {kind}")
         if "error" in doc:

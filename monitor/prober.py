@@ -72,9 +72,8 @@ class Prober:
             CONNECTION.reset(token)
 
     async def probe(self, conn: Connection) -> ProbeResult:
-        with self._tracer.start_as_current_span("probe") as span:
-            span.set_attribute("snowmon.connection", conn.id)
-            span.set_attribute("server.address", conn.info.instance_url)
+        attributes = {"snowmon.connection": conn.id, "server.address": conn.info.instance_url}
+        with self._tracer.start_as_current_span("probe", attributes=attributes) as span:
             result = await self._once(conn, allow_grant=True)
             if result.reason is ProbeReason.AUTH_REJECTED:
                 fresh = await self._credentials.obtain(conn)
@@ -128,8 +127,9 @@ class Prober:
 
     async def _with(self, conn: Connection, tokens: TokenSet) -> ProbeResult:
         p = conn.settings.probe
-        target = ProbeTarget(conn.settings.instance_url, p.table, p.query, p.fields)
+        url = conn.probe_url
+        if url is None:
+            target = ProbeTarget(conn.settings.instance_url, p.table, p.query, p.fields)
+            url = conn.probe_url = target.url()
         deadline = asyncio.get_running_loop().time() + p.timeout
-        return await probe(
-            self._session, target, tokens.access_token, self._clock, deadline=deadline
-        )
+        return await probe(self._session, url, tokens.access_token, self._clock, deadline=deadline)

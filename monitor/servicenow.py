@@ -42,9 +42,9 @@ def parse_json(body: bytes) -> object | None:
 
 def error_message(doc: object) -> str:
     """The `error.message` of a ServiceNow error envelope, or ``""``."""
-    if isinstance(doc, Mapping):
+    if isinstance(doc, dict):
         error = doc.get("error")
-        if isinstance(error, Mapping):
+        if isinstance(error, dict):
             message = error.get("message")
             return message if isinstance(message, str) else ""
     return ""
@@ -53,6 +53,8 @@ def error_message(doc: object) -> str:
 def redact_detail(text: str) -> str:
     """One short line, with anything token-shaped masked: details end up in logs, spans,
     the status API and Slack."""
+    if not text:
+        return text
     line = " ".join(text.split())
     line = _TOKENISH.sub("[redacted]", line)
     return line if len(line) <= DETAIL_MAX else line[: DETAIL_MAX - 1] + "…"
