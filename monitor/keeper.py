@@ -55,7 +55,7 @@ from monitor.refresher import (
 from monitor.schedule import Job, Scheduler
 from monitor.secret import Secret
 from monitor.store import Store
-from monitor.timing import connection_jitter
+from monitor.timing import connection_jitter, first_probe_at
 
 log = logging.getLogger("snowmon.keeper")
 
@@ -222,10 +222,18 @@ class Keeper:
         now = self._clock.now()
         conn.refresh_job = Job(conn.id, "refresh", functools.partial(self._refresher.run, conn))
         conn.probe_job = Job(conn.id, "probe", functools.partial(self._prober.run, conn))
-        spread = min(self._spread, conn.settings.probe.interval)
         first_grant = now + self._rng.random() * min(self._spread, 5.0)
         self._scheduler.schedule(conn.refresh_job, self._next_refresh(conn, now) or first_grant)
-        self._scheduler.schedule(conn.probe_job, now + self._rng.random() * spread)
+        # A healthy connection restored from the store keeps its probe phase; any other
+        # is probed within the initial spread (see `timing.first_probe_at`).
+        first_probe = first_probe_at(
+            conn.health,
+            interval=conn.settings.probe.interval,
+            now=now,
+            spread=self._spread,
+            draw=self._rng.random(),
+        )
+        self._scheduler.schedule(conn.probe_job, first_probe)
 
     def stop(self, conn: Connection) -> None:
         for job in (conn.refresh_job, conn.probe_job):

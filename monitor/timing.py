@@ -8,6 +8,11 @@ slow token endpoint can only make us early.
 
 Refresh tokens die at issue time + lifespan however often they are used; a grant that can
 mint a fresh one by itself (password) does so at `RENEW_AT` of that lifespan.
+
+Probes run every `interval` x (1 +- `PROBE_JITTER`). After a start (or a replica taking
+over a connection) a healthy connection keeps the phase it had: its first probe is due
+one interval after the stored `last_probe_at`, so a restart is spread like the running
+fleet was instead of probing everyone within `initial_spread`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from monitor.model import Grant, TokenSet
+from monitor.model import Grant, Health, State, TokenSet
 
 REFRESH_FROM = 0.60
 REFRESH_SPREAD = 0.10
@@ -24,6 +29,8 @@ RENEW_AT = 0.80
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 180.0
 REJECTION_RETRY = 30.0
+# The prober plans every next probe at interval x (1 +- PROBE_JITTER).
+PROBE_JITTER = 0.10
 
 
 def connection_jitter(connection_id: str) -> float:
@@ -69,3 +76,26 @@ def backoff(attempt: int, rng: random.Random, *, until: float | None, now: float
     if until is not None and until > now:
         delay = min(delay, max(1.0, (until - now) / 2))
     return delay
+
+
+def first_probe_at(
+    health: Health | None, *, interval: float, now: float, spread: float, draw: float
+) -> float:
+    """When a connection's first probe after start (or adoption) is due; `draw` is one
+    uniform number in [0, 1) (the keeper's seeded generator).
+
+    - Stored health that is `healthy` with a `last_probe_at`: the probe the running
+      daemon would have made, `last_probe_at + interval x (1 +- PROBE_JITTER)`, but never
+      later than `now + interval` (a stored time in the future, a clock set back).
+    - That time already past (the daemon was down longer than an interval), any other
+      state (an SRE restarting a daemon wants to know quickly whether a failing or
+      expired connection is back), or nothing stored: within `spread` (capped at the
+      interval) from now, as on a cold start, so an old store does not burst either.
+    """
+    soon = now + draw * min(spread, interval)
+    if health is None or health.state is not State.HEALTHY or health.last_probe_at is None:
+        return soon
+    due = health.last_probe_at + interval * (1.0 - PROBE_JITTER + 2 * PROBE_JITTER * draw)
+    if due < now:
+        return soon
+    return min(due, now + interval)

@@ -1,4 +1,5 @@
-"""The credential calendar: refresh time, usability, refresh-token renewal, backoff, jitter."""
+"""The credential calendar: refresh time, usability, refresh-token renewal, backoff, jitter,
+and the first probe after a start."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import random
 
 import pytest
 
-from monitor.model import Grant, TokenSet
+from monitor.clock import ManualClock
+from monitor.model import Grant, Health, State, TokenSet
 from monitor.secret import Secret
 from monitor.timing import (
     BACKOFF_BASE,
     BACKOFF_MAX,
+    PROBE_JITTER,
     backoff,
     can_renew_refresh,
     connection_jitter,
+    first_probe_at,
     refresh_at,
     renew_refresh_at,
     usable,
@@ -62,7 +66,7 @@ class FixedRandom(random.Random):
 )
 def test_refresh_at(life: float, jitter: float, after: float) -> None:
     when = refresh_at(tokens(life), jitter)
-    assert when == pytest.approx(T0 + after)
+    assert when - T0 == pytest.approx(after)
     assert T0 + 0.6 * life <= when <= T0 + 0.7 * life
     assert when <= T0 + life - min(300.0, life / 4)
 
@@ -131,8 +135,8 @@ def test_usable(life: float, offset: float, expected: bool) -> None:
     ],
 )
 def test_renew_refresh_at(refresh_life: float, expected_after: float) -> None:
-    assert renew_refresh_at(tokens(1800, refresh_life=refresh_life)) == pytest.approx(
-        T0 + expected_after
+    assert renew_refresh_at(tokens(1800, refresh_life=refresh_life)) - T0 == pytest.approx(
+        expected_after
     )
 
 
@@ -277,3 +281,104 @@ def test_connection_jitter_spreads_uniformly() -> None:
 def test_connection_jitter_is_fixed_across_processes(connection_id: str, expected: float) -> None:
     # A stable digest, not Python's per-process salted hash(): the same on every replica.
     assert connection_jitter(connection_id) == expected
+
+
+# --- first_probe_at -----------------------------------------------------------------------
+
+INTERVAL = 300.0
+SPREAD = 30.0
+
+
+def stored(state: State, probed_ago: float | None, clock: ManualClock) -> Health:
+    """Health as the store hands it back: last probed `probed_ago` seconds before now."""
+    last = None if probed_ago is None else clock.now() - probed_ago
+    return Health(state=state, since=clock.now() - 3600, last_probe_at=last)
+
+
+@pytest.mark.parametrize(
+    ("state", "probed_ago", "interval", "draw", "after_now"),
+    [
+        # Nothing stored, or nothing probed yet: within the spread, as on a cold start.
+        pytest.param(None, None, INTERVAL, 0.0, 0.0, id="nothing-stored-draw-0"),
+        pytest.param(None, None, INTERVAL, 0.5, 15.0, id="nothing-stored-draw-0.5"),
+        pytest.param(None, None, 10.0, 0.5, 5.0, id="nothing-stored-spread-capped-by-interval"),
+        pytest.param(State.PENDING, None, INTERVAL, 0.5, 15.0, id="pending"),
+        pytest.param(State.HEALTHY, None, INTERVAL, 0.5, 15.0, id="healthy-never-probed"),
+        # Healthy with a stored probe: one jittered interval after it.
+        pytest.param(State.HEALTHY, 100.0, INTERVAL, 0.5, 200.0, id="healthy-phase-kept"),
+        pytest.param(State.HEALTHY, 100.0, INTERVAL, 0.0, 170.0, id="healthy-jitter-low"),
+        pytest.param(State.HEALTHY, 100.0, INTERVAL, 0.75, 215.0, id="healthy-jitter-high"),
+        pytest.param(State.HEALTHY, 0.0, INTERVAL, 0.5, 300.0, id="healthy-probed-just-now"),
+        pytest.param(State.HEALTHY, 300.0, INTERVAL, 0.5, 0.0, id="healthy-due-exactly-now"),
+        pytest.param(State.HEALTHY, 10.0, 60.0, 0.25, 47.0, id="healthy-short-interval"),
+        # Never later than one interval from now.
+        pytest.param(State.HEALTHY, 1.0, INTERVAL, 0.9, INTERVAL, id="healthy-capped-jitter"),
+        pytest.param(State.HEALTHY, -1000.0, INTERVAL, 0.5, INTERVAL, id="probe-in-the-future"),
+        # Overdue (down longer than an interval): within the spread, not all at once.
+        pytest.param(State.HEALTHY, 301.0, INTERVAL, 0.5, 15.0, id="healthy-overdue"),
+        pytest.param(State.HEALTHY, 400.0, INTERVAL, 0.0, 0.0, id="healthy-overdue-draw-0"),
+        pytest.param(State.HEALTHY, 7 * 86400.0, INTERVAL, 0.9, 27.0, id="healthy-week-old"),
+        # Not healthy: probed within the spread however recent the last probe.
+        pytest.param(State.FAILING, 100.0, INTERVAL, 0.5, 15.0, id="failing"),
+        pytest.param(State.DEGRADED, 100.0, INTERVAL, 0.5, 15.0, id="degraded"),
+        pytest.param(State.CREDENTIALS_EXPIRED, 100.0, INTERVAL, 0.5, 15.0, id="expired"),
+        pytest.param(State.HIBERNATING, 100.0, INTERVAL, 0.5, 15.0, id="hibernating"),
+        pytest.param(State.RATE_LIMITED, 100.0, INTERVAL, 0.5, 15.0, id="rate-limited"),
+        pytest.param(State.FORBIDDEN, 100.0, INTERVAL, 0.5, 15.0, id="forbidden"),
+    ],
+)
+def test_first_probe_at(
+    state: State | None, probed_ago: float | None, interval: float, draw: float, after_now: float
+) -> None:
+    clock = ManualClock()
+    health = None if state is None else stored(state, probed_ago, clock)
+    when = first_probe_at(health, interval=interval, now=clock.now(), spread=SPREAD, draw=draw)
+    # Offsets, not clock times: approx's relative tolerance on 1.8e9 would be 30 minutes.
+    assert when - clock.now() == pytest.approx(after_now)
+
+
+@pytest.mark.parametrize("state", list(State), ids=str)
+@pytest.mark.parametrize("probed_ago", [None, -5000.0, -1.0, 0.0, 1.0, 150.0, 299.0, 331.0, 1e6])
+def test_first_probe_at_bounds(state: State, probed_ago: float | None) -> None:
+    clock = ManualClock()
+    health = stored(state, probed_ago, clock)
+    for n in range(100):
+        draw = n / 100
+        when = first_probe_at(health, interval=INTERVAL, now=clock.now(), spread=SPREAD, draw=draw)
+        assert clock.now() <= when <= clock.now() + INTERVAL
+        if state is not State.HEALTHY or probed_ago is None:
+            assert when <= clock.now() + SPREAD
+
+
+def test_restart_of_a_healthy_fleet_keeps_its_spread_phases() -> None:
+    """1,000 healthy connections last probed evenly over one interval: after a restart
+    their first probes are spread over the interval as before, not within the spread."""
+    clock = ManualClock()
+    rng = random.Random(1)
+    healths = [stored(State.HEALTHY, INTERVAL * i / 1000, clock) for i in range(1000)]
+    firsts = [
+        first_probe_at(h, interval=INTERVAL, now=clock.now(), spread=SPREAD, draw=rng.random())
+        for h in healths
+    ]
+    offsets = sorted(t - clock.now() for t in firsts)
+    assert offsets[0] >= 0
+    assert offsets[-1] <= INTERVAL
+    # Today's cold start would put all 1,000 within 30 s; with phases kept, a 30 s window
+    # holds about a tenth of them (plus the overdue ones spread over the first 30 s).
+    within_spread = sum(1 for o in offsets if o <= SPREAD)
+    assert within_spread < 300, within_spread
+    per_minute = [sum(1 for o in offsets if m * 60 <= o < (m + 1) * 60) for m in range(5)]
+    assert all(100 <= count <= 320 for count in per_minute), per_minute
+
+
+def test_first_probe_follows_the_probe_jitter() -> None:
+    clock = ManualClock()
+    health = stored(State.HEALTHY, 150.0, clock)
+    offsets = [
+        first_probe_at(health, interval=INTERVAL, now=clock.now(), spread=SPREAD, draw=d / 10)
+        - clock.now()
+        for d in range(10)
+    ]
+    expected = [INTERVAL * (1 - PROBE_JITTER + 2 * PROBE_JITTER * d / 10) - 150 for d in range(10)]
+    assert offsets == pytest.approx(expected)
+    assert offsets[0] == pytest.approx(120.0)

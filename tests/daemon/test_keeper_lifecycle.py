@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +16,10 @@ from monitor.clock import ScaledClock
 from monitor.config import load_config
 from monitor.emulator import Emulator, FleetOptions
 from monitor.model import State
+from monitor.store.crypto import Keyring, generate_key
 from monitor.store.memory import MemoryStore
+from monitor.store.sqlite import SqliteStore
+from monitor.timing import PROBE_JITTER
 from tests.daemon.harness import connections, fleet, keeper_on
 
 
@@ -64,6 +68,63 @@ async def test_restart_inside_one_emulator_makes_no_new_grant() -> None:
                 emulated=120,
             )
             assert all(s is State.HEALTHY for s in h.states().values())
+        assert emu.totals().grants["password"] == 4
+
+
+async def test_restart_keeps_the_probe_phase_of_healthy_connections(tmp_path: Path) -> None:
+    """A restart over a full SQLite store: healthy connections are probed one interval
+    after their stored last probe (not all within the initial spread); one stored as
+    failing is probed at once, because whoever restarts wants to know about it."""
+    interval, spread = 60.0, 5.0  # the harness's initial_spread
+    key = generate_key()
+    async with Emulator(FleetOptions(instances=4, speed=10.0, seed=8)) as emu:
+        clock = ScaledClock(10.0, anchor=emu.clock.anchor)
+        conns = connections(emu, interval=interval)
+        store = SqliteStore(tmp_path / "snowmon.db", Keyring([key]))
+        await store.open()
+        try:
+            async with keeper_on(emu, clock, conns, store) as h:
+                await h.until(
+                    lambda: all(s is State.HEALTHY for s in h.states().values()), emulated=60
+                )
+            healths = await store.load_all_health()
+            failing_id = conns[0].id
+            await store.save_health(
+                [(failing_id, replace(healths[failing_id], state=State.FAILING))]
+            )
+        finally:
+            await store.close()
+        store = SqliteStore(tmp_path / "snowmon.db", Keyring([key]))
+        await store.open()
+        try:
+            before = clock.now()
+            async with keeper_on(emu, clock, conns, store) as h:
+                after = clock.now()
+                due = {}
+                for conn in h.keeper.connections():
+                    assert conn.probe_job is not None
+                    assert conn.probe_job.due is not None
+                    due[conn.id] = conn.probe_job.due
+                assert before <= due[failing_id] <= after + spread
+                for cid, health in healths.items():
+                    if cid == failing_id:
+                        continue
+                    assert health.last_probe_at is not None
+                    low = health.last_probe_at + interval * (1 - PROBE_JITTER)
+                    high = health.last_probe_at + interval * (1 + PROBE_JITTER)
+                    assert max(low, before) <= due[cid] <= min(high, after + interval), cid
+                    assert due[cid] > after + spread, cid  # not in the restart burst
+                failing = h.keeper.connection(failing_id)
+                assert failing is not None
+                await h.until(lambda: failing.last_probe is not None, emulated=spread + 5)
+                healthy = [c for c in h.keeper.connections() if c.id != failing_id]
+                assert all(c.last_probe is None for c in healthy)
+                await h.until(
+                    lambda: all(c.last_probe is not None for c in healthy),
+                    emulated=interval * (1 + PROBE_JITTER) + 5,
+                )
+        finally:
+            await store.close()
         assert emu.totals().grants["password"] == 4
 
 
