@@ -77,11 +77,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(path: Path) -> int:
-    from monitor.config import load_config, summary  # noqa: PLC0415 (keep `--help` fast)
+    from monitor.config import (  # noqa: PLC0415 (keep `--help` fast)
+        capped_warnings,
+        load_config,
+        summary,
+    )
 
     loaded = load_config(path)
-    for warning in loaded.warnings:
+    shown, suppressed = capped_warnings(loaded.warnings)
+    for warning in shown:
         print(f"warning: {warning}", file=sys.stderr)
+    if suppressed is not None:
+        print(suppressed, file=sys.stderr)
     print(summary(loaded.config))
     return EXIT_OK
 
@@ -99,15 +106,21 @@ def _keygen(path: Path) -> int:
 
 
 def _run(path: Path, replica: str | None) -> int:
-    from monitor.config import load_config  # noqa: PLC0415
+    from monitor.config import capped_warnings, load_config  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
     from monitor.telemetry.logs import configure_logging  # noqa: PLC0415
 
     loaded = load_config(path)
     cfg = loaded.config
     configure_logging(cfg.daemon.log_level, cfg.daemon.log_format)
-    for warning in loaded.warnings:
+    shown, suppressed = capped_warnings(loaded.warnings)
+    for warning in shown:
         log.warning("config.warning", extra={"detail": warning})
+    if suppressed is not None:
+        log.warning(
+            "config.warnings_suppressed",
+            extra={"detail": suppressed, "count": len(loaded.warnings) - len(shown)},
+        )
     daemon = Daemon(cfg, replica=replica)
     return asyncio.run(_serve(daemon.run(), daemon.stop))
 

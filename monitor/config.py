@@ -24,7 +24,13 @@ from monitor.config_alerts import AlertsConfig, SlackConfig
 from monitor.config_connection import ConnectionConfig
 from monitor.config_fields import UNRESOLVED, ConfigModel
 from monitor.config_fleet import FleetLoader, SourceFile
-from monitor.config_problems import problem, read_document, validation_problems
+from monitor.config_problems import (
+    WARNING_LIMIT,
+    capped_warnings,
+    problem,
+    read_document,
+    validation_problems,
+)
 from monitor.config_settings import (
     ClockConfig,
     DaemonConfig,
@@ -39,9 +45,11 @@ from monitor.model import Grant
 from monitor.secrets_ref import INLINE_WARNING, SecretResolver
 
 __all__ = [
+    "WARNING_LIMIT",
     "Config",
     "ConnectionConfig",
     "LoadedConfig",
+    "capped_warnings",
     "check_report",
     "load_config",
     "summary",
@@ -62,7 +70,7 @@ class Config(ConfigModel):
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
     config: Config
-    warnings: list[str]
+    warnings: list[str]  # every one; show them through `capped_warnings`
 
 
 # (section, key, holds a list). A secret of a switched-off feature is not resolved (see
@@ -269,5 +277,8 @@ def check_report(path: Path, *, environ: Mapping[str, str] | None = None) -> tup
         count = len(exc.problems)
         footer = f"{path}: {count} problem{'s' if count != 1 else ''}"
         return 2, "\n".join([*exc.problems, footer])
-    notes = [f"warning: {warning}" for warning in loaded.warnings]
+    shown, suppressed = capped_warnings(loaded.warnings)
+    notes = [f"warning: {warning}" for warning in shown]
+    if suppressed is not None:
+        notes.append(suppressed)
     return 0, "\n".join([*notes, f"{path}: OK", summary(loaded.config)])

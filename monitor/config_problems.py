@@ -4,6 +4,10 @@ Every line reads `FILE: PATH: message`, e.g.
 `snowmon.toml: connections[acme-prod].probe.interval: must be between 5 and 86400 seconds`.
 Lines are built from pydantic's error location and message only, never from the input
 value: the input may be a secret, and pydantic's own rendering would print it.
+
+Warnings are shown up to `WARNING_LIMIT` lines, then one line counts the rest by kind: a
+fleet of 100,000 connections with inline secrets warns 200,000 times, and writing every
+line took seconds of start-up and buried everything else in the log.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,6 +24,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from monitor.config_rules import RULES_ERROR
+from monitor.secrets_ref import INLINE_WARNING, MODE_WARNING_END
 
 Loc = tuple[str | int, ...]
 
@@ -36,6 +43,40 @@ _MESSAGES: Final = {
     "float_type": "must be a number",
     "path_type": "must be a string",
 }
+
+
+WARNING_LIMIT: Final = 50
+
+# (how the warning ends, its kind in the singular, in the plural)
+_WARNING_KINDS: Final = (
+    (INLINE_WARNING, "inline secret", "inline secrets"),
+    (MODE_WARNING_END, "secret file readable by others", "secret files readable by others"),
+)
+_OTHER_KIND: Final = ("other", "others")
+
+
+def capped_warnings(
+    warnings: Sequence[str], limit: int = WARNING_LIMIT
+) -> tuple[list[str], str | None]:
+    """The first `limit` warnings, and a line counting the others by kind (None if there
+    are no others), e.g. `... and 199,951 more warnings (199,951 inline secrets)`."""
+    if len(warnings) <= limit:
+        return list(warnings), None
+    rest = warnings[limit:]
+    kinds: Counter[tuple[str, str]] = Counter(map(_warning_kind, rest))
+    by_kind = ", ".join(
+        f"{count:,} {singular if count == 1 else plural}"
+        for (singular, plural), count in sorted(kinds.items(), key=lambda item: -item[1])
+    )
+    noun = "warning" if len(rest) == 1 else "warnings"
+    return list(warnings[:limit]), f"... and {len(rest):,} more {noun} ({by_kind})"
+
+
+def _warning_kind(warning: str) -> tuple[str, str]:
+    for ending, singular, plural in _WARNING_KINDS:
+        if warning.endswith(ending):
+            return singular, plural
+    return _OTHER_KIND
 
 
 def validation_problems(exc: ValidationError) -> list[tuple[Loc, str]]:

@@ -22,6 +22,7 @@ from monitor.secret import Secret
 ENV_PREFIX: Final = "env:"
 FILE_PREFIX: Final = "file:"
 INLINE_WARNING: Final = "inline secret; use env: or file:"
+MODE_WARNING_END: Final = "; chmod 600 it"  # how a group- or world-readable file's warning ends
 
 # A secret file holds a password or a key, not a database: reading a huge or endless file
 # (a wrong path like /dev/zero or a log file) must fail fast instead of eating memory.
@@ -106,5 +107,5 @@ def _read_secret_file(path: Path, spec: str) -> tuple[Secret, str | None]:
     warning = None
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
-        warning = f"{where} is readable by group or others (mode {mode:04o}); chmod 600 it"
+        warning = f"{where} is readable by group or others (mode {mode:04o}){MODE_WARNING_END}"
     return Secret(value), warning

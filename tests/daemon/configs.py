@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from monitor.emulator import FleetInfo, write_daemon_config
 
@@ -27,13 +28,17 @@ def write_config(
     connect_ids: int = 0,
     probe_interval: float = 60.0,
     extra: str = "",
+    secrets: Literal["files", "inline"] = "files",
 ) -> tuple[Path, int]:
     """Write `directory/snowmon.toml` for `info`; the first `connect_ids` instances get a
-    second, authorization_code connection named `<instance>-connect`."""
+    second, authorization_code connection named `<instance>-connect`. With `secrets =
+    "inline"` the key and the instances' secrets are written into the file (warned about);
+    the web tokens stay in files."""
     path = directory / "snowmon.toml"
-    write_daemon_config(info, path, secrets="files", labels={"customer": "acme"})
+    write_daemon_config(info, path, secrets=secrets, labels={"customer": "acme"})
     port = port or free_port()
     secrets_dir = path.with_name(path.stem + ".secrets")
+    secrets_dir.mkdir(mode=0o700, exist_ok=True)
     (secrets_dir / "web.read").write_text(READ_TOKEN)
     (secrets_dir / "web.admin").write_text(ADMIN_TOKEN)
     for name in ("web.read", "web.admin"):

@@ -5,6 +5,7 @@ no traceback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -76,6 +77,35 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         assert time.monotonic() - started < 25
         assert "Traceback" not in log
         assert '"event":"daemon.stopped"' in log
+
+
+async def test_config_warnings_are_capped_at_50_log_lines(tmp_path: Path) -> None:
+    # 30 instances with inline secrets: the key and two secrets each, 61 warnings.
+    async with Emulator(FleetOptions(instances=30, speed=10.0, seed=33)) as emu:
+        config, port = write_config(emu.fleet_info(), tmp_path, secrets="inline")
+        proc = await _start(config)
+        try:
+            await _wait_all(f"http://127.0.0.1:{port}", "healthy", 30, 30)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    log = _log(config)
+    assert proc.returncode == 0, log[-2000:]
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    shown = [e for e in events if e["event"] == "config.warning"]
+    suppressed = [e for e in events if e["event"] == "config.warnings_suppressed"]
+    assert len(shown) == 50
+    assert all(e["detail"].endswith("inline secret; use env: or file:") for e in shown)
+    assert len(suppressed) == 1
+    assert suppressed[0]["detail"] == "... and 11 more warnings (11 inline secrets)"
+    assert suppressed[0]["count"] == 11
+    assert suppressed[0]["level"] == "warning"
+    for inst in emu.instances:
+        assert inst.password not in log
+        assert inst.client_secret not in log
 
 
 async def test_kill_9_in_a_refresh_storm_loses_no_token(tmp_path: Path) -> None:
