@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import NoOpTracer, Tracer
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
@@ -24,9 +24,14 @@ INSTRUMENTATION_NAME = "snowmon"
 class Telemetry:
     """Tracer provider, tracer, metrics and their registry."""
 
-    def __init__(self, provider: TracerProvider, metrics: Metrics) -> None:
+    def __init__(self, provider: TracerProvider, metrics: Metrics, *, tracing: bool = True) -> None:
         self.provider = provider
-        self.tracer: Tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+        # Tracing off: the API's no-op tracer, not the SDK's with an ALWAYS_OFF sampler,
+        # which still draws ids and builds a span object per request (~10 % of a probe's
+        # CPU with telemetry off, bench/profile_daemon.py --telemetry off).
+        self.tracer: Tracer = (
+            provider.get_tracer(INSTRUMENTATION_NAME, __version__) if tracing else NoOpTracer()
+        )
         self.metrics = metrics
         self.registry = metrics.registry
 
@@ -46,7 +51,7 @@ class Telemetry:
             per_connection=settings.per_connection_metrics,
         )
         provider = setup_tracing(settings, resource_attributes, metrics=metrics, exporter=exporter)
-        return cls(provider, metrics)
+        return cls(provider, metrics, tracing=settings.traces != "none")
 
     def shutdown(self) -> None:
         """Flush spans and stop exporting. Blocks for at most the settings'
