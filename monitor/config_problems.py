@@ -58,18 +58,23 @@ _OTHER_KIND: Final = ("other", "others")
 def capped_warnings(
     warnings: Sequence[str], limit: int = WARNING_LIMIT
 ) -> tuple[list[str], str | None]:
-    """The first `limit` warnings, and a line counting the others by kind (None if there
-    are no others), e.g. `... and 199,951 more warnings (199,951 inline secrets)`."""
+    """At most `limit` warnings, and a line counting the others by kind (None if there
+    are no others), e.g. `... and 199,951 more warnings (199,951 inline secrets)`.
+
+    Inline secrets come last (in file order otherwise): a fleet that inlines every secret
+    must not push a readable secret file or any other warning out of sight."""
     if len(warnings) <= limit:
         return list(warnings), None
-    rest = warnings[limit:]
+    inline = _WARNING_KINDS[0][0]
+    ordered = sorted(warnings, key=lambda warning: warning.endswith(inline))
+    rest = ordered[limit:]
     kinds: Counter[tuple[str, str]] = Counter(map(_warning_kind, rest))
     by_kind = ", ".join(
         f"{count:,} {singular if count == 1 else plural}"
         for (singular, plural), count in sorted(kinds.items(), key=lambda item: -item[1])
     )
     noun = "warning" if len(rest) == 1 else "warnings"
-    return list(warnings[:limit]), f"... and {len(rest):,} more {noun} ({by_kind})"
+    return ordered[:limit], f"... and {len(rest):,} more {noun} ({by_kind})"
 
 
 def _warning_kind(warning: str) -> tuple[str, str]:

@@ -222,7 +222,7 @@ class Daemon:
                 public_url=web_cfg.base_url,
             ),
             clock=self.clock,
-            tracer_provider=telemetry.provider,
+            tracer_provider=telemetry.provider if telemetry.tracing else None,
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()

@@ -61,6 +61,10 @@ class HealthLog:
     # -- health ------------------------------------------------------------------------
 
     def apply(self, conn: Connection, event: health_machine.Event) -> None:
+        if not conn.owned:
+            # Released while a probe was in flight: the health is the new owner's to
+            # write now (it arrives through `Keeper.observe_remote`).
+            return
         now = self._clock.now()
         before = conn.health
         conn.health, transitions = health_machine.apply(

@@ -191,8 +191,9 @@ async def _request(
 
 
 def _basic_auth(client_id: str, client_secret: Secret) -> str:
-    """The `Authorization` value of client_secret_basic (what `aiohttp.BasicAuth`, now
-    deprecated, built)."""
+    """The `Authorization` value of client_secret_basic: base64 of `id:secret` in UTF-8,
+    as ServiceNow and common clients send it (not form-urlencoded first as RFC 6749
+    2.3.1 asks; aiohttp's deprecated `BasicAuth` used latin-1, which fails on non-ASCII)."""
     if ":" in client_id:
         raise ValueError('a client_id with ":" cannot be sent with HTTP Basic')
     pair = f"{client_id}:{client_secret.reveal()}".encode()

@@ -95,7 +95,8 @@ class Prober:
         if not result.ok:
             span.set_status(trace.StatusCode.ERROR, result.reason.value)
         conn.last_probe = result
-        self._metrics.probe_done(conn.id, result)
+        if conn.owned:  # a released connection's series belong to its new owner
+            self._metrics.probe_done(conn.id, result)
         self._health.record(
             HistoryEntry(
                 conn.id,

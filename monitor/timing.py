@@ -87,7 +87,7 @@ def first_probe_at(
     - Stored health that is `healthy` with a `last_probe_at`: the probe the running
       daemon would have made, `last_probe_at + interval x (1 +- PROBE_JITTER)`, but never
       later than `now + interval` (a stored time in the future, a clock set back).
-    - That time already past (the daemon was down longer than an interval), any other
+    - Last probed an interval ago or more, that time already past, any other
       state (an SRE restarting a daemon wants to know quickly whether a failing or
       expired connection is back), or nothing stored: within `spread` (capped at the
       interval) from now, as on a cold start, so an old store does not burst either.
@@ -95,6 +95,8 @@ def first_probe_at(
     soon = now + draw * min(spread, interval)
     if health is None or health.state is not State.HEALTHY or health.last_probe_at is None:
         return soon
+    if now - health.last_probe_at >= interval:
+        return soon  # overdue: no jitter may push it further out
     due = health.last_probe_at + interval * (1.0 - PROBE_JITTER + 2 * PROBE_JITTER * draw)
     if due < now:
         return soon

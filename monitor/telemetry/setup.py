@@ -26,6 +26,7 @@ class Telemetry:
 
     def __init__(self, provider: TracerProvider, metrics: Metrics, *, tracing: bool = True) -> None:
         self.provider = provider
+        self.tracing = tracing
         # Tracing off: the API's no-op tracer, not the SDK's with an ALWAYS_OFF sampler,
         # which still draws ids and builds a span object per request (~10 % of a probe's
         # CPU with telemetry off, bench/profile_daemon.py --telemetry off).

@@ -25,7 +25,7 @@ def readable(n: int) -> str:
 
 
 @pytest.mark.parametrize(
-    ("warnings", "limit", "shown", "suppressed"),
+    ("warnings", "limit", "shown", "suppressed"),  # shown: a count of the first, or the lines
     [
         pytest.param([], 50, 0, None, id="none"),
         pytest.param([inline(i) for i in range(50)], 50, 50, None, id="exactly-the-limit"),
@@ -46,15 +46,22 @@ def readable(n: int) -> str:
         pytest.param(
             [inline(i) for i in range(5)] + [readable(i) for i in range(3)] + [inline(9)],
             5,
-            5,
-            "... and 4 more warnings (3 secret files readable by others, 1 inline secret)",
+            [readable(0), readable(1), readable(2), inline(0), inline(1)],
+            "... and 4 more warnings (4 inline secrets)",
+            id="inline-secrets-last",
+        ),
+        pytest.param(
+            [inline(i) for i in range(5)] + [readable(i) for i in range(3)] + [inline(9)],
+            2,
+            [readable(0), readable(1)],
+            "... and 7 more warnings (6 inline secrets, 1 secret file readable by others)",
             id="kinds-by-count",
         ),
         pytest.param(
             [inline(0), "snowmon.toml: no connections configured", "x: y: something new"],
             1,
-            1,
-            "... and 2 more warnings (2 others)",
+            ["snowmon.toml: no connections configured"],
+            "... and 2 more warnings (1 other, 1 inline secret)",
             id="unknown-kinds-are-others",
         ),
         pytest.param(
@@ -67,10 +74,10 @@ def readable(n: int) -> str:
     ],
 )
 def test_capped_warnings(
-    warnings: list[str], limit: int, shown: int, suppressed: str | None
+    warnings: list[str], limit: int, shown: int | list[str], suppressed: str | None
 ) -> None:
     lines, rest = capped_warnings(warnings, limit)
-    assert lines == warnings[:shown]
+    assert lines == (warnings[:shown] if isinstance(shown, int) else shown)
     assert rest == suppressed
 
 
@@ -118,10 +125,10 @@ def test_check_report_shows_50_warnings_and_counts_the_rest(write: Writer, tmp_p
     lines = text.splitlines()
     warnings = [line for line in lines if line.startswith("warning: ")]
     assert len(warnings) == 50
-    assert warnings[0] == f"warning: snowmon.toml: connections[c0].client_secret: {INLINE}"
-    assert lines[50] == (
-        "... and 22 more warnings (12 secret files readable by others, 10 inline secrets)"
-    )
+    # The 12 readable secret files first (never out of sight), then inline secrets.
+    assert warnings[:12] == [f"warning: {readable(n)}" for n in range(30, 42)]
+    assert warnings[12] == f"warning: snowmon.toml: connections[c0].client_secret: {INLINE}"
+    assert lines[50] == "... and 22 more warnings (22 inline secrets)"
     assert lines[51:53] == [f"{path}: OK", "connections: 42 from 1 file(s) (password 42)"]
     assert "inline-secret" not in text
     assert "inline-password" not in text
@@ -142,7 +149,6 @@ def test_snowmon_check_prints_at_most_50_warning_lines(
     lines = err.splitlines()
     assert len(lines) == 51
     assert all(line.startswith("warning: snowmon.toml: connections[") for line in lines[:50])
-    assert lines[50] == (
-        "... and 22 more warnings (12 secret files readable by others, 10 inline secrets)"
-    )
+    assert sum(READABLE in line for line in lines[:50]) == 12
+    assert lines[50] == "... and 22 more warnings (22 inline secrets)"
     assert out.startswith("connections: 42 from 1 file(s)")

@@ -309,12 +309,15 @@ def stored(state: State, probed_ago: float | None, clock: ManualClock) -> Health
         pytest.param(State.HEALTHY, 100.0, INTERVAL, 0.0, 170.0, id="healthy-jitter-low"),
         pytest.param(State.HEALTHY, 100.0, INTERVAL, 0.75, 215.0, id="healthy-jitter-high"),
         pytest.param(State.HEALTHY, 0.0, INTERVAL, 0.5, 300.0, id="healthy-probed-just-now"),
-        pytest.param(State.HEALTHY, 300.0, INTERVAL, 0.5, 0.0, id="healthy-due-exactly-now"),
+        pytest.param(State.HEALTHY, 299.0, INTERVAL, 0.5, 1.0, id="healthy-due-in-a-second"),
         pytest.param(State.HEALTHY, 10.0, 60.0, 0.25, 47.0, id="healthy-short-interval"),
         # Never later than one interval from now.
         pytest.param(State.HEALTHY, 1.0, INTERVAL, 0.9, INTERVAL, id="healthy-capped-jitter"),
         pytest.param(State.HEALTHY, -1000.0, INTERVAL, 0.5, INTERVAL, id="probe-in-the-future"),
         # Overdue (down longer than an interval): within the spread, not all at once.
+        pytest.param(State.HEALTHY, 300.0, INTERVAL, 0.5, 15.0, id="healthy-an-interval-ago"),
+        # Between 1 and 1.1 intervals: the jitter would still place it ahead; not any more.
+        pytest.param(State.HEALTHY, 320.0, INTERVAL, 0.99, 29.7, id="healthy-overdue-in-jitter"),
         pytest.param(State.HEALTHY, 301.0, INTERVAL, 0.5, 15.0, id="healthy-overdue"),
         pytest.param(State.HEALTHY, 400.0, INTERVAL, 0.0, 0.0, id="healthy-overdue-draw-0"),
         pytest.param(State.HEALTHY, 7 * 86400.0, INTERVAL, 0.9, 27.0, id="healthy-week-old"),

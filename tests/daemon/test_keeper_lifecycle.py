@@ -75,7 +75,9 @@ async def test_restart_keeps_the_probe_phase_of_healthy_connections(tmp_path: Pa
     """A restart over a full SQLite store: healthy connections are probed one interval
     after their stored last probe (not all within the initial spread); one stored as
     failing is probed at once, because whoever restarts wants to know about it."""
-    interval, spread = 60.0, 5.0  # the harness's initial_spread
+    # 120 s: the healthy connections' next probes lie ~100 emulated seconds (10 s of wall
+    # time) past the restart's spread, a margin a busy machine does not eat.
+    interval, spread = 120.0, 5.0  # the harness's initial_spread
     key = generate_key()
     async with Emulator(FleetOptions(instances=4, speed=10.0, seed=8)) as emu:
         clock = ScaledClock(10.0, anchor=emu.clock.anchor)
@@ -126,6 +128,39 @@ async def test_restart_keeps_the_probe_phase_of_healthy_connections(tmp_path: Pa
         finally:
             await store.close()
         assert emu.totals().grants["password"] == 4
+
+
+async def test_a_probe_in_flight_when_released_leaves_no_health_or_series_behind() -> None:
+    """A replica gives a connection away while its probe waits on a slow instance: the
+    answer, when it comes, is neither applied to the health (the new owner writes that)
+    nor counted in this replica's per-connection series."""
+    async with fleet(FleetOptions(instances=2, speed=10.0, seed=9)) as h:
+        await h.until(lambda: all(s is State.HEALTHY for s in h.states().values()), emulated=60)
+        name, other = (i.name for i in h.emu.instances)
+
+        def success(cid: str) -> float | None:
+            return h.telemetry.registry.get_sample_value(
+                "snowmon_probe_success", {"connection": cid}
+            )
+
+        conn = h.keeper.connection(name)
+        assert conn is not None
+        job = conn.probe_job
+        assert job is not None
+        probes = conn.health.consecutive_successes
+        h.emu.set_faults(name, latency=1.0, latency_on=["table"])
+        h.scheduler.schedule(job, h.clock.now())
+        await h.until(lambda: job.running, emulated=10, what="probe in flight")
+        health = conn.health
+        h.keeper.release([name])
+        assert success(name) is None
+        await h.until(lambda: not job.running, emulated=60, what="probe done")
+        assert conn.last_probe is not None
+        assert conn.last_probe.ok  # it did answer
+        assert conn.health is health
+        assert conn.health.consecutive_successes == probes
+        assert success(name) is None
+        assert success(other) == 1.0
 
 
 @pytest.mark.slow

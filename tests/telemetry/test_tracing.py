@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import NoOpTracer
 from prometheus_client import CollectorRegistry
 from yarl import URL
 
@@ -283,6 +284,21 @@ def test_traces_none_samples_nothing() -> None:
     with provider.get_tracer("t").start_as_current_span("probe") as span:
         assert not span.is_recording()
     provider.shutdown()
+
+
+def test_traces_none_gives_the_api_no_op_tracer() -> None:
+    off = Telemetry.create(TelemetrySettings(traces="none"))
+    assert isinstance(off.tracer, NoOpTracer)
+    assert not off.tracing
+    with off.tracer.start_as_current_span("probe") as span:
+        assert not span.is_recording()
+        assert not span.get_span_context().is_valid  # no ids drawn, nothing to export
+    off.shutdown()
+    on = Telemetry.create(TelemetrySettings(traces="console"))
+    assert on.tracing
+    with on.tracer.start_as_current_span("probe") as span:
+        assert span.is_recording()
+    on.shutdown()
 
 
 def test_sampler_from_settings_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
