@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from opentelemetry import trace
@@ -74,7 +75,8 @@ class Prober:
             CONNECTION.reset(token)
 
     async def probe(self, conn: Connection) -> ProbeResult:
-        attributes = {"snowmon.connection": conn.id, "server.address": conn.info.instance_url}
+        host = urlsplit(conn.info.instance_url).hostname or ""
+        attributes = {"snowmon.connection": conn.id, "server.address": host}
         with self._tracer.start_as_current_span("probe", attributes=attributes) as span:
             result = await self._once(conn, allow_grant=True)
             if result.reason is ProbeReason.AUTH_REJECTED:
