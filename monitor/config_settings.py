@@ -100,6 +100,9 @@ class DaemonConfig(ConfigModel):
     # Kubernetes kills after 30 s; leave room for the web server and store to close.
     shutdown_grace: Annotated[float, between(0.0, 25.0, "seconds")] = 20.0
     history_per_connection: Annotated[int, between(1, 10_000)] = 50
+    # A start probes (and obtains tokens for) every connection that needs it within this
+    # many seconds, at random: a big fleet may want longer, a demo shorter.
+    initial_spread: Annotated[float, between(0.0, 3600.0, "seconds")] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     # PostgreSQL fleets: how long a replica's claim on a connection lasts unrenewed (it

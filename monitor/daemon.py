@@ -113,6 +113,7 @@ class Daemon:
                     success_threshold=cfg.alerts.success_threshold,
                 ),
                 request_timeout=cfg.http.request_timeout,
+                initial_spread=cfg.daemon.initial_spread,
                 owner=self.replica,
                 shared=isinstance(store, PostgresStore) and self._shared,
             )

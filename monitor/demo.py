@@ -68,7 +68,13 @@ class Demo:
 
     def _write_config(self, emu: Emulator, path: Path) -> str:
         info = emu.fleet_info()
-        write_daemon_config(info, path, secrets="files", labels={"environment": "demo"})
+        write_daemon_config(
+            info,
+            path,
+            secrets="files",
+            labels={"environment": "demo"},
+            daemon_options={"initial_spread": 3.0},  # the page fills in seconds, not half a minute
+        )
         secrets_dir = path.with_name(path.stem + ".secrets")
         tokens = {}
         for role in ("read", "admin"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -64,11 +64,13 @@ def write_daemon_config(
     labels: dict[str, str] | None = None,
     daemon_section: bool = True,
     store: str | None = None,
+    daemon_options: Mapping[str, float] | None = None,
 ) -> None:
     """Write a snowmon config monitoring every instance of `info` to `path`.
 
     `store` defaults to `sqlite:///<config stem>.db` beside the config; with
-    `daemon_section=False` no `[daemon]` table is written (the caller adds its own)."""
+    `daemon_section=False` no `[daemon]` table is written (the caller adds its own);
+    `daemon_options` are more numeric keys of that table (`initial_spread = 2.0`)."""
     style = secrets
     if style == "auto":
         style = "files" if len(info.instances) <= FILES_UP_TO else "inline"
@@ -89,6 +91,7 @@ def write_daemon_config(
             "[daemon]",
             f"store = {_string(store or f'sqlite:///{path.stem}.db')}",
             f"encryption_keys = [{_string(key)}]",
+            *(f"{name} = {value!r}" for name, value in (daemon_options or {}).items()),
             "",
         ]
     if info.speed != 1.0:

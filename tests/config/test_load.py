@@ -406,6 +406,7 @@ def test_every_problem_of_every_file_in_one_run(write: Writer) -> None:
         encryption_keys = ["env:SNOWMON_KEY"]
         connections_dir = "connections.d"
         shutdown_grace = 60.0
+        initial_spread = -1.0
 
         [slack]
         enabled = true
@@ -453,6 +454,7 @@ def test_every_problem_of_every_file_in_one_run(write: Writer) -> None:
         "snowmon.toml: slack.webhook_url: environment variable UNSET_WEBHOOK is not set",
         "snowmon.toml: daemon.store: sqlite needs a file path, e.g. sqlite:///snowmon.db",
         "snowmon.toml: daemon.shutdown_grace: must be between 0 and 25 seconds",
+        "snowmon.toml: daemon.initial_spread: must be between 0 and 3600 seconds",
         "snowmon.toml: connections[acme-prod].client_secret: environment variable "
         "ACME_SECRET_UNSET is not set",
         "connections.d/a-broken.toml:2:6: invalid TOML: Invalid value",
