@@ -106,7 +106,7 @@ class DaemonConfig(ConfigModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     # PostgreSQL fleets: how long a replica's claim on a connection lasts unrenewed (it
-    # renews at half-life); a dead replica's connections move within about this long.
+    # renews every third of it); a dead replica's connections move within about this long.
     lease_seconds: Annotated[float, between(2.0, 600.0, "seconds")] = 30.0
 
     @field_validator("store")

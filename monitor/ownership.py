@@ -5,7 +5,8 @@ of a lease period (renew what it holds, claim up to its fair share, give back th
 database clock decides). Newly held connections are adopted by the keeper (their tokens
 and health come from the database, so no grant is repeated); lost ones stop at once. The
 health of connections held elsewhere is read back from the database each round, so the
-status API of any replica answers for the whole fleet.
+status API of any replica answers for the whole fleet. While the database is away a
+replica keeps probing what it holds, and makes no token request once its leases lapse.
 
 A token request starts only while the lease is certainly valid for longer than the
 request can take, so two replicas never use one refresh token at once; a save from a
@@ -82,12 +83,16 @@ class Ownership:
                 busy=self._keeper.busy(),
             )
         except StoreError as exc:
-            log.warning("lease.round_failed", extra={"error": str(exc)})
-            if time.monotonic() > self._valid_until and self._held:
-                # Our leases ran out while the database was away: someone else may hold
-                # them now. Stop until a round succeeds again.
-                self._keeper.release(self._held)
-                self._held = frozenset()
+            # The database is away: keep probing what we hold with the tokens we have.
+            # Once the leases have run out, `may_request` refuses token requests (another
+            # replica may hold the connections by now and must be the only one to use a
+            # refresh token); the first round that succeeds again renews what is still
+            # ours and releases what another replica took meanwhile.
+            lapsed = time.monotonic() > self._valid_until
+            log.warning(
+                "lease.round_failed",
+                extra={"error": str(exc), "held": len(self._held), "lease_lapsed": lapsed},
+            )
             return
         self._valid_until = result.valid_until
         self.live_replicas = result.live

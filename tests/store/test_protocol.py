@@ -149,3 +149,21 @@ async def test_outbox_keeps_payloads_until_deleted(store: Store) -> None:
 
 async def test_ping_answers_while_open(store: Store) -> None:
     await store.ping()
+
+
+async def test_load_alerts_for_reads_just_those_connections(store: Store) -> None:
+    records = [
+        full_alert("c1", "probe_failing"),
+        full_alert("c1"),
+        full_alert("c2"),
+        full_alert("c3"),
+        full_alert("c10"),
+    ]
+    await store.save_alerts(records)
+
+    loaded = await store.load_alerts_for(["c3", "c1", "missing"])
+
+    key = lambda r: (r.connection_id, r.alert)  # noqa: E731
+    assert sorted(loaded, key=key) == sorted([records[0], records[1], records[3]], key=key)
+    assert await store.load_alerts_for([]) == []
+    assert await store.load_alerts_for(["c10"]) == [records[4]]
