@@ -13,6 +13,7 @@ import promql_parser
 import pytest
 import yaml
 
+from monitor.notify.catalog import RUNBOOK_ANCHORS
 from tests.assets import checks, promql
 from tests.assets.conftest import ROOT
 from tests.assets.exposition import Exposition
@@ -313,3 +314,10 @@ def test_rule_and_test_files_are_yaml_documents() -> None:
         assert isinstance(yaml.safe_load(path.read_text(encoding="utf-8")), dict), path
     assert all(isinstance(p, Path) for p in TEST_FILES)
     assert TEST_FILES
+
+
+def test_every_slack_runbook_link_has_its_anchor() -> None:
+    """Slack messages link to `{runbook_url}#<alert>`; each anchor exists in the runbook."""
+    text = RUNBOOKS.read_text(encoding="utf-8")
+    ids = set(re.findall(r'<a id="([\w-]+)"></a>', text))
+    assert set(RUNBOOK_ANCHORS.values()) <= ids, set(RUNBOOK_ANCHORS.values()) - ids
