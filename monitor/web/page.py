@@ -153,16 +153,21 @@ def render_page(
     now: float,
     label: Label | None,
     can_reauthorize: Callable[[str], bool],
+    connection: str | None = None,
 ) -> str:
-    """The whole status page as HTML; pure, given the fleet and the time."""
-    if label is None:
-        shown = list(all_statuses)
-    else:
-        shown = [s for s in all_statuses if s.info.labels.get(label[0]) == label[1]]
+    """The whole status page as HTML; pure, given the fleet and the time. `connection`
+    (the link of a Slack message) narrows it to that one connection."""
+    shown = list(all_statuses)
+    if label is not None:
+        shown = [s for s in shown if s.info.labels.get(label[0]) == label[1]]
+    if connection is not None:
+        shown = [s for s in shown if s.info.id == connection]
     groups: dict[State, list[ConnectionStatus]] = {state: [] for state in STATES_WORST_FIRST}
     for status in shown:
         groups[status.health.state].append(status)
     scope = f" with {escape(label[0])}={escape(label[1])}" if label is not None else ""
+    if connection is not None:
+        scope += f' · only {escape(connection)} (<a href="/">the whole fleet</a>)'
     head = (
         f'<header><h1>snowmon</h1><p class="sub">{_count(len(shown), "connection")}{scope} · '
         f"as of {_time(now, (rfc3339(now) or '')[:19].replace('T', ' ') + ' UTC')} · "
@@ -230,7 +235,12 @@ def render_page(
             f'<span class="badge">{len(members)}</span></h2>'
             f'<p class="muted">{escape(MEANING[state])}</p>{listing}</section>'
         )
-    refresh_url = "/" if label is None else "/?label=" + quote(f"{label[0]}:{label[1]}", safe="")
+    query = []
+    if label is not None:
+        query.append("label=" + quote(f"{label[0]}:{label[1]}", safe=""))
+    if connection is not None:
+        query.append("connection=" + quote(connection, safe=""))
+    refresh_url = "/?" + "&".join(query) if query else "/"
     return document(
         "snowmon status", "".join(body), refresh=f"{REFRESH_SECONDS}; url={refresh_url}"
     )
@@ -254,6 +264,7 @@ async def status_page(request: web.Request) -> web.Response:
         now=request.app[CLOCK].now(),
         label=label,
         can_reauthorize=lambda cid: fleet.authorize_target(cid) is not None,
+        connection=request.query.get("connection") or None,
     )
     return html_response(text)
 

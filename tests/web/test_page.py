@@ -80,6 +80,17 @@ async def test_label_filter(client: Client) -> None:
     assert "No connections to show." in nobody
 
 
+async def test_a_slack_link_shows_its_one_connection(client: Client) -> None:
+    page = await get_page(client, "/?connection=acme-prod")  # what notify.routing links to
+    assert re.findall(r'data-id="([a-z-]+)"', page) == ["acme-prod"]
+    assert "only acme-prod" in page
+    assert 'content="30; url=/?connection=acme-prod"' in page
+    both = await get_page(client, "/?label=customer:acme&connection=acme-test")
+    assert re.findall(r'data-id="([a-z-]+)"', both) == ["acme-test"]
+    gone = await get_page(client, "/?connection=removed-meanwhile")
+    assert "No connections to show." in gone
+
+
 async def test_a_bad_label_filter_is_a_400_page(client: Client) -> None:
     response = await client.get("/?label=nocolon", headers={**R, "Accept": "text/html"})
     assert response.status == 400
