@@ -97,8 +97,9 @@ class DaemonConfig(ConfigModel):
     ]
     connections_dir: Path | None = Field(default=None, strict=False)
     max_in_flight: Annotated[int, between(1, 100_000)] = 512
-    # Kubernetes kills after 30 s; leave room for the web server and store to close.
-    shutdown_grace: Annotated[float, between(0.0, 25.0, "seconds")] = 20.0
+    # A SIGTERM ends within 20 s (Kubernetes kills after 30): this long for refreshes in
+    # flight, then a few seconds to write the last state and close.
+    shutdown_grace: Annotated[float, between(0.0, 15.0, "seconds")] = 10.0
     history_per_connection: Annotated[int, between(1, 10_000)] = 50
     # A start probes (and obtains tokens for) every connection that needs it within this
     # many seconds, at random: a big fleet may want longer, a demo shorter.

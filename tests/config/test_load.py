@@ -31,7 +31,7 @@ def test_valid_full_file_loads_every_section() -> None:
     assert [key.reveal() for key in daemon.encryption_keys] == [KEY, ENV["SNOWMON_OLD_KEY"]]
     assert (daemon.max_in_flight, daemon.shutdown_grace, daemon.history_per_connection) == (
         256,
-        25.0,
+        15.0,
         20,
     )
     assert (daemon.log_level, daemon.log_format) == ("debug", "json")
@@ -120,7 +120,7 @@ def test_minimal_config_takes_the_documented_defaults(write: Writer, tmp_path: P
     assert config.daemon.store.reveal() == f"sqlite:///{tmp_path}/snowmon.db"
     assert config.daemon.store_kind == "sqlite"
     assert config.daemon.sqlite_path == tmp_path / "snowmon.db"
-    assert (config.daemon.max_in_flight, config.daemon.shutdown_grace) == (512, 20.0)
+    assert (config.daemon.max_in_flight, config.daemon.shutdown_grace) == (512, 10.0)
     assert (config.web.enabled, str(config.web.listen)) == (True, "127.0.0.1:8080")
     assert config.web.base_url == "http://127.0.0.1:8080"
     assert config.clock.speed == 1.0
@@ -453,7 +453,7 @@ def test_every_problem_of_every_file_in_one_run(write: Writer) -> None:
     assert caught.value.problems == [
         "snowmon.toml: slack.webhook_url: environment variable UNSET_WEBHOOK is not set",
         "snowmon.toml: daemon.store: sqlite needs a file path, e.g. sqlite:///snowmon.db",
-        "snowmon.toml: daemon.shutdown_grace: must be between 0 and 25 seconds",
+        "snowmon.toml: daemon.shutdown_grace: must be between 0 and 15 seconds",
         "snowmon.toml: daemon.initial_spread: must be between 0 and 3600 seconds",
         "snowmon.toml: connections[acme-prod].client_secret: environment variable "
         "ACME_SECRET_UNSET is not set",

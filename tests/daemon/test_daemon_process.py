@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from monitor.cli import EXIT_INTERRUPTED
 from monitor.emulator import Emulator, FleetOptions
 from monitor.store.crypto import Keyring, generate_key
 from monitor.store.sqlite import SqliteStore
@@ -74,9 +75,39 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
                 await proc.wait()
         log = _log(config)
         assert proc.returncode == 0, log[-2000:]
-        assert time.monotonic() - started < 25
+        assert time.monotonic() - started < 20
         assert "Traceback" not in log
         assert '"event":"daemon.stopped"' in log
+
+
+async def test_a_second_signal_exits_at_once_while_a_refresh_drains(tmp_path: Path) -> None:
+    # 60-second access tokens at speed 10: a refresh is due ~4 s after each grant; the
+    # token endpoint then takes 30 s, so the first SIGTERM waits for it (shutdown_grace).
+    options = FleetOptions(instances=3, speed=10.0, seed=32, access_lifespan=60)
+    async with Emulator(options) as emu:
+        config, port = write_config(emu.fleet_info(), tmp_path)
+        proc = await _start(config)
+        try:
+            await _wait_all(f"http://127.0.0.1:{port}", "healthy", 3, 30)
+            for inst in emu.instances:
+                emu.set_faults(inst.name, latency=30.0, latency_on=["token"])
+            await asyncio.sleep(6)  # every connection's refresh has started by now
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1)
+            assert proc.returncode is None  # draining: the refreshes are still in flight
+            second = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 10)
+            took = time.monotonic() - second
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        log = _log(config)
+        assert proc.returncode == EXIT_INTERRUPTED, log[-2000:]
+        assert took < 3
+        assert '"event":"daemon.killed"' in log
+        assert "Traceback" not in log
 
 
 async def test_config_warnings_are_capped_at_50_log_lines(tmp_path: Path) -> None:
