@@ -159,7 +159,21 @@ class Courier:
             return "retry"
         self._attempts, self.retry_at = 0, 0.0
         outcome = "sent"
-        if error is not None:
+        if error is None:
+            note = job.notification
+            log.info(
+                "slack.sent",
+                extra={
+                    "job": job.key,
+                    "kind": job.kind.value,
+                    "channel": job.channel,
+                    "connection": note.connection_id if note is not None else None,
+                    "alert": note.alert.value if note is not None else None,
+                    "action": (note.action.value if note is not None else None)
+                    or (job.reply.value if job.reply is not None else None),
+                },
+            )
+        else:
             outcome = "failed"
             fields = {"job": job.key, "kind": job.kind.value, "channel": job.channel}
             if isinstance(error, SlackError):

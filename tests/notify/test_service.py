@@ -6,8 +6,11 @@ Every test asserts the exact calls Slack received, in order, with their threadin
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import time as clock_time
+
+import pytest
 
 from monitor.clock import ManualClock
 from monitor.model import AlertRecord, Grant
@@ -37,8 +40,9 @@ def heads(slack: FakeSlack) -> list[str]:
 
 
 async def test_expired_credentials_fire_once_and_resolve_by_editing(
-    bot: BotSender, slack: FakeSlack
+    bot: BotSender, slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="snowmon.notify")
     store, clock = MemoryStore(), ManualClock(T0)
     run = make(store, bot, clock)
     async with running(run):
@@ -63,6 +67,11 @@ async def test_expired_credentials_fire_once_and_resolve_by_editing(
     assert await store.load_alerts() == []
     assert await store.outbox_all() == []
     assert run.results == {"sent": 2}
+    sent = [r.__dict__ for r in caplog.records if r.getMessage() == "slack.sent"]
+    assert [(r["connection"], r["alert"], r["action"]) for r in sent] == [
+        ("acme-prod", "credentials_expired", "fire"),
+        ("acme-prod", "credentials_expired", "resolve"),
+    ]
 
 
 async def test_reminder_is_a_thread_reply_driven_by_the_clock(
