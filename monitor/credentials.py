@@ -117,7 +117,7 @@ class Credentials:
                 )
                 results.append(result)
                 self._on_result(conn, result)
-                span.set_attribute("snowmon.outcome", _outcome(result))
+                _end_span(span, result)
                 if result.tokens is not None:
                     return Obtained(await self._accept(conn, result), tuple(results))
             if result.failure not in CREDENTIAL_FAILURES or grant is Grant.AUTHORIZATION_CODE:
@@ -130,7 +130,7 @@ class Credentials:
             result = await self._full_grant(conn)
             results.append(result)
             self._on_result(conn, result)
-            span.set_attribute("snowmon.outcome", _outcome(result))
+            _end_span(span, result)
             if result.tokens is None:
                 return Obtained(None, tuple(results))
             return Obtained(await self._accept(conn, result), tuple(results))
@@ -174,7 +174,7 @@ class Credentials:
                 deadline=self._deadline(),
             )
             self._on_result(conn, result)
-            span.set_attribute("snowmon.outcome", _outcome(result))
+            _end_span(span, result)
             if result.tokens is not None:
                 await self._accept(conn, result, replace_any=True)
             return result
@@ -238,3 +238,11 @@ class Credentials:
 
 def _outcome(result: TokenResult) -> str:
     return "ok" if result.ok else (result.failure.value if result.failure else "failed")
+
+
+def _end_span(span: trace.Span, result: TokenResult) -> None:
+    """The outcome of a token operation on its span; a failed one has status Error."""
+    outcome = _outcome(result)
+    span.set_attribute("snowmon.outcome", outcome)
+    if not result.ok:
+        span.set_status(trace.StatusCode.ERROR, outcome)

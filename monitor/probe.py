@@ -17,7 +17,7 @@ import aiohttp
 
 from monitor import servicenow
 from monitor.clock import Clock
-from monitor.http import BodyTooLarge, read_body, transport_failure
+from monitor.http import BodyTooLarge, Resend, read_body, transport_failure
 from monitor.model import ProbeReason, ProbeResult
 from monitor.secret import Secret
 
@@ -51,7 +51,10 @@ async def probe(
     clock: Clock,
     *,
     deadline: float,
+    resend: int = 0,
 ) -> ProbeResult:
+    """One probe request; `resend` > 0 for a repeat of an earlier one (the span's
+    `http.request.resend_count`)."""
     started_at = clock.now()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -59,7 +62,9 @@ async def probe(
     try:
         async with (
             asyncio.timeout_at(deadline),
-            session.get(url, headers=headers) as resp,
+            session.get(
+                url, headers=headers, trace_request_ctx=Resend(resend) if resend else None
+            ) as resp,
         ):
             body = await read_body(resp, MAX_PROBE_BODY)
             status = resp.status

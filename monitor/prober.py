@@ -82,7 +82,7 @@ class Prober:
             if result.reason is ProbeReason.AUTH_REJECTED:
                 fresh = await self._credentials.obtain(conn)
                 if fresh is not None:
-                    result = await self._with(conn, fresh)
+                    result = await self._with(conn, fresh, resend=1)
                     if result.reason is ProbeReason.AUTH_REJECTED:
                         self._health.apply(conn, result)
                         self._health.apply(conn, health_machine.CredentialRefused(result.detail))
@@ -130,11 +130,13 @@ class Prober:
             return ProbeResult(ProbeReason.NO_TOKEN, now, 0.0, None, detail)
         return await self._with(conn, tokens)
 
-    async def _with(self, conn: Connection, tokens: TokenSet) -> ProbeResult:
+    async def _with(self, conn: Connection, tokens: TokenSet, *, resend: int = 0) -> ProbeResult:
         p = conn.settings.probe
         url = conn.probe_url
         if url is None:
             target = ProbeTarget(conn.settings.instance_url, p.table, p.query, p.fields)
             url = conn.probe_url = target.url()
         deadline = asyncio.get_running_loop().time() + p.timeout
-        return await probe(self._session, url, tokens.access_token, self._clock, deadline=deadline)
+        return await probe(
+            self._session, url, tokens.access_token, self._clock, deadline=deadline, resend=resend
+        )
