@@ -433,9 +433,10 @@ def fleet() -> Json:
         row("Now"),
         stat(
             "Connections",
-            "Connections in the configuration of the selected snowmon processes.",
+            "Connections in the configuration of the selected fleets (replicas sharing a"
+            " fleet through PostgreSQL are one job and count once).",
             "none",
-            f"sum(snowmon_connections_configured{{{SEL}}})",
+            f"sum(max by (job) (snowmon_connections_configured{{{SEL}}}))",
             color_mode="none",
         ),
         stat(
@@ -936,13 +937,14 @@ def daemon() -> Json:
         ),
         timeseries(
             "Memory per connection",
-            "Resident memory divided by configured connections: a few kilobytes per"
-            " connection is the design target.",
+            "Resident memory divided by the connections each process keeps (its share of"
+            " a fleet shared by replicas): a few kilobytes per connection is the design"
+            " target.",
             "bytes",
             [
                 target(
                     f"process_resident_memory_bytes{{{SEL}}}"
-                    f" / on (job, instance) snowmon_connections_configured{{{SEL}}}",
+                    f" / on (job, instance) sum by (job, instance) (snowmon_connections{{{SEL}}})",
                     "{{instance}}",
                 )
             ],
