@@ -14,6 +14,7 @@ from tests.daemon.configs import free_port
 
 # Connections whose instance the demo gives a fault, and the state each must reach.
 WANT = {"hibernating", "rate_limited", "forbidden"}
+CONNECT = "acme-connect-demo"  # an authorization_code connection nobody has connected yet
 
 
 async def _read_announcement(stream: asyncio.StreamReader) -> tuple[str, str]:
@@ -55,20 +56,25 @@ async def test_demo_serves_a_fleet_with_its_stories(tmp_path: Path) -> None:
         # `?token=` becomes a session cookie and a redirect).
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as client, asyncio.timeout(40):
-            states: dict[str, str] = {}
+            items: dict[str, dict[str, object]] = {}
             while True:
                 async with client.get(f"{url}/api/v1/connections", headers=auth) as resp:
                     assert resp.status == 200
                     body = await resp.json()
-                states = {item["id"]: item["state"] for item in body["items"]}
-                seen = set(states.values())
-                if seen >= WANT and "healthy" in seen:
+                items = {item["id"]: item for item in body["items"]}
+                seen = {item["state"] for item in items.values()}
+                if seen >= WANT and "healthy" in seen and items[CONNECT]["state"] != "pending":
                     break
                 await asyncio.sleep(0.5)
-            assert states["acme-connect-demo"] == "pending"  # waits for the connect flow
+            # Probed once (within initial_spread), it waits for a person: the connect flow.
+            waiting = items[CONNECT]
+            assert (waiting["state"], waiting["last_reason"]) == (
+                "credentials_expired",
+                "not_authorized",
+            )
             async with client.get(f"{url}/?token={token}") as resp:
                 assert resp.status == 200
-                assert "acme-connect-demo" in await resp.text()
+                assert CONNECT in await resp.text()
             async with client.get(f"{url}/metrics") as resp:
                 assert resp.status == 200
                 assert "snowmon_connections" in await resp.text()
