@@ -65,6 +65,7 @@ __all__ = [
     "HIBERNATION_RETRY",
     "IDLE_RETRY",
     "Keeper",
+    "KeeperListener",
     "KeeperMetrics",
     "StatusListener",
 ]
@@ -73,6 +74,17 @@ __all__ = [
 class KeeperMetrics(HealthMetrics, ProbeMetrics, RefreshMetrics, Protocol):
     def token_expiry(self, connection_id: str, tokens: TokenSet | None) -> None: ...
     def forget(self, connection_id: str) -> None: ...
+
+
+class KeeperListener(StatusListener, Protocol):
+    """A status listener that also follows which connections this replica keeps
+    (alerting: it keeps alert state only for those)."""
+
+    async def adopting(self, connection_ids: Collection[str]) -> None:
+        """Before `Keeper.adopt` from a lease round; raises `StoreError` to put it off."""
+        ...
+
+    def released(self, connection_ids: Collection[str]) -> None: ...
 
 
 class Keeper:
@@ -119,6 +131,7 @@ class Keeper:
         self._health = HealthLog(
             store=store, clock=clock, metrics=metrics, thresholds=thresholds, listeners=listeners
         )
+        self._keeper_listeners: list[KeeperListener] = []
         self.credentials = Credentials(
             session=session,
             store=store,
@@ -146,8 +159,9 @@ class Keeper:
             rng=self._rng,
         )
 
-    def add_listener(self, listener: StatusListener) -> None:
+    def add_listener(self, listener: KeeperListener) -> None:
         self._health.add_listener(listener)
+        self._keeper_listeners.append(listener)
 
     @property
     def store_ok(self) -> bool:
@@ -189,8 +203,16 @@ class Keeper:
             self._metrics.token_expiry(cid, conn.tokens)
             self.start(conn)
 
+    async def adopting(self, ids: Collection[str]) -> None:
+        """Before `adopt` in a lease round: the listeners read what they keep of these
+        connections (alerting: their alert records). Raises `StoreError`: adopt nothing
+        now."""
+        for listener in self._keeper_listeners:
+            await listener.adopting(ids)
+
     def release(self, ids: Collection[str]) -> None:
         """Stop working on these connections (another replica holds them now)."""
+        released = []
         for cid in ids:
             conn = self._conns.get(cid)
             if conn is None or not conn.owned:
@@ -200,6 +222,10 @@ class Keeper:
             conn.owner = ""
             self._health.forget(cid)
             self._metrics.forget(cid)
+            released.append(cid)
+        if released:
+            for listener in self._keeper_listeners:
+                listener.released(released)
 
     def observe_remote(self, healths: Mapping[str, Health], owners: Mapping[str, str]) -> None:
         """The health other replicas wrote for the connections they hold."""
@@ -311,6 +337,10 @@ class Keeper:
                 now,
             )
         return result
+
+    def holds(self, connection_id: str) -> bool:
+        conn = self._conns.get(connection_id)
+        return conn is not None and conn.owned
 
     def authorize_target(self, connection_id: str) -> AuthorizeTarget | None:
         conn = self._conns.get(connection_id)

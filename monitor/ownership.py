@@ -105,6 +105,7 @@ class Ownership:
             health = await self._store.load_all_health()
             if result.acquired:
                 tokens = await self._store.load_tokens_for(result.acquired)
+                await self._keeper.adopting(result.acquired)
                 self._keeper.adopt(result.acquired, tokens, health)
             owners = await self._store.owners()
         except StoreError as exc:

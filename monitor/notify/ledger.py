@@ -12,10 +12,11 @@ A failed write keeps its changes for the next try; nothing here waits on Slack.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 
 from monitor.model import AlertRecord
@@ -37,6 +38,7 @@ class Ledger:
         self._dirty: dict[AlertKey, AlertRecord | None] = {}
         self._unsaved: dict[str, Job] = {}
         self._done: list[str] = []
+        self._persisting = asyncio.Lock()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -107,7 +109,35 @@ class Ledger:
         if self._unsaved.pop(job.key, None) is None:
             self._done.append(job.key)
 
+    def forget(self, connection_ids: Iterable[str]) -> None:
+        """Drop these connections' records from memory only: another replica owns them
+        now, and the store keeps them for it. Writes not yet persisted stay queued."""
+        for cid in connection_ids:
+            self.records.pop(cid, None)
+
     # -- the store -----------------------------------------------------------------------
+
+    async def adopt(self, connection_ids: Collection[str]) -> None:
+        """Take these connections' records as the store holds them now: their previous
+        owner may have fired, reminded or resolved since `load`. This process's own
+        unsaved writes go first, so the store is the whole truth. Raises `StoreError`."""
+        if self.pending_writes:
+            await self.persist()
+        fresh: dict[str, dict[str, AlertRecord]] = {}
+        for record in await self._store.load_alerts_for(connection_ids):
+            fresh.setdefault(record.connection_id, {})[record.alert] = record
+            self.keys.seen(record.extra.get("delivered", ""))
+        for cid in connection_ids:
+            # A write made while the store was read (a late delivery's mark) is newer.
+            mine = self.records.pop(cid, {})
+            merged = {a: r for a, r in fresh.get(cid, {}).items() if (cid, a) not in self._dirty}
+            merged.update({a: r for a, r in mine.items() if (cid, a) in self._dirty})
+            if merged:
+                self.records[cid] = merged
+            for alert, record in merged.items():
+                group = self.groups.get(record.extra.get("group", ""))
+                if group is not None:
+                    group.members.add((cid, alert))
 
     async def load(self) -> None:
         """Read records and outbox, repair what a crash between two writes left behind,
@@ -159,6 +189,10 @@ class Ledger:
     async def persist(self) -> None:
         """Write what changed, in crash-safe order. Raises `StoreError` (or TimeoutError
         from the caller's deadline); whatever was not written is kept for the next try."""
+        async with self._persisting:  # the loop's writes and an adoption's, one at a time
+            await self._persist()
+
+    async def _persist(self) -> None:
         for job in list(self._unsaved.values()):
             await self._store.outbox_put(job.key, encode(job))
             self._unsaved.pop(job.key, None)

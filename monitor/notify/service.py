@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Final
 
@@ -91,6 +91,7 @@ class Alerting:
         )
         self._due: list[tuple[float, str]] = []
         self._due_at: dict[str, float] = {}
+        self._released: set[str] = set()  # given away, records kept for queued jobs
         self._started = False
         self._wake = asyncio.Event()
         self._settle = asyncio.Condition()
@@ -116,6 +117,40 @@ class Alerting:
     def observe_status(self, status: ConnectionStatus) -> None:
         """The keeper's `StatusListener`."""
         self.observe(AlertSubject.from_status(status))
+
+    # -- a shared fleet: connections change hands (the keeper calls these) --------------
+
+    async def adopting(self, connection_ids: Collection[str]) -> None:
+        """This replica is about to keep these connections: read their alert records as
+        the store holds them now, so the rules continue what the previous owner sent
+        (no second fire; a resolution edits its message). Raises `StoreError`: the keeper
+        then does not adopt them this time."""
+        if not connection_ids:
+            return
+        try:
+            async with asyncio.timeout(self._store_timeout):
+                await self._ledger.adopt(connection_ids)
+        except TimeoutError:
+            raise StoreError("reading the alerts of adopted connections timed out") from None
+        self._released.difference_update(connection_ids)
+
+    def released(self, connection_ids: Collection[str]) -> None:
+        """Another replica keeps these connections now: stop evaluating them and forget
+        their records here (the store keeps them for the next owner). A notification
+        already queued may still be delivered; its record goes once it is done."""
+        for connection_id in connection_ids:
+            self._subjects.pop(connection_id, None)
+            self._due_at.pop(connection_id, None)
+            self._released.add(connection_id)
+        self._prune_released()
+        self._wake.set()  # write what is pending for them soon
+
+    def _prune_released(self) -> None:
+        if not self._released:
+            return
+        waiting = {j.alert_key[0] for j in self._ledger.queue if j.alert_key is not None}
+        self._ledger.forget(self._released - waiting)
+        self._released &= waiting
 
     def firing(self) -> list[AlertRecord]:
         rows = [r for r in self._ledger.all_records() if r.resolved_at is None]
@@ -306,6 +341,7 @@ class Alerting:
             self._cycles += 1
             cycle = self._cycles
             now = self._clock.now()
+            self._prune_released()
             self._due_now(now)
             await self._persist()
             if stop.is_set():

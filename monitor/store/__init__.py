@@ -7,7 +7,7 @@ tables. The keeper only knows `Store`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from monitor.model import AlertRecord, Health, HistoryEntry, StoredTokens, TokenSet
@@ -59,6 +59,10 @@ class Store(Protocol):
         ...
 
     async def load_alerts(self) -> list[AlertRecord]: ...
+
+    async def load_alerts_for(self, connection_ids: Collection[str]) -> list[AlertRecord]:
+        """The alert records of just these connections (say, the ones just adopted)."""
+        ...
 
     # Outbox: notifications accepted but not yet delivered survive a restart.
     async def outbox_put(self, key: str, payload: str) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from monitor.errors import StaleWriteError
 from monitor.model import AlertRecord, Health, HistoryEntry, StoredTokens, TokenSet
@@ -73,6 +73,10 @@ class MemoryStore:
 
     async def load_alerts(self) -> list[AlertRecord]:
         return list(self._alerts.values())
+
+    async def load_alerts_for(self, connection_ids: Collection[str]) -> list[AlertRecord]:
+        wanted = set(connection_ids)
+        return [r for (cid, _), r in self._alerts.items() if cid in wanted]
 
     async def outbox_put(self, key: str, payload: str) -> None:
         self._outbox[key] = payload

@@ -371,6 +371,19 @@ class PostgresStore(PostgresLeases):
         )
         return [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows]
 
+    async def load_alerts_for(self, connection_ids: Collection[str]) -> list[AlertRecord]:
+        """The alert records of just these connections (say, the ones just claimed)."""
+        rows = await self._run(
+            "load alerts",
+            lambda conn: conn.fetch(
+                "SELECT connection_id, alert, doc FROM alerts"
+                " WHERE connection_id = ANY($1::text[])"
+                ' ORDER BY connection_id COLLATE "C", alert COLLATE "C"',
+                list(connection_ids),
+            ),
+        )
+        return [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows]
+
     async def outbox_put(self, key: str, payload: str) -> None:
         await self._run(
             "queue a notification",

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -358,6 +359,16 @@ class SqliteStore:
             "load alerts",
             "SELECT connection_id, alert, json FROM alerts ORDER BY connection_id, alert",
             (),
+            lambda rows: [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows],
+        )
+
+    async def load_alerts_for(self, connection_ids: Collection[str]) -> list[AlertRecord]:
+        return await self._read(
+            "load alerts",
+            "SELECT connection_id, alert, json FROM alerts"
+            " WHERE connection_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY connection_id, alert",
+            (json.dumps(sorted(connection_ids)),),
             lambda rows: [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows],
         )
 

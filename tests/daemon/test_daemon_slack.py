@@ -1,19 +1,23 @@
 """Slack end to end: the emulator kills one connection's credentials, exactly one
 critical message reaches the customer's channel; the daemon restarts with the fixed
-secret, sends no duplicate, and marks the original message resolved."""
+secret, sends no duplicate, and marks the original message resolved. With two replicas
+sharing a PostgreSQL fleet, the one that adopts the connection continues the alert the
+other sent: no second message, and its resolution edits the first."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.emulator import Emulator, FleetOptions
-from tests.daemon.configs import write_config
+from tests.daemon.configs import free_port, write_config
 from tests.fakes.slack_api import TOKEN, FakeSlack, channel_id
 
 
@@ -113,3 +117,137 @@ group_window = 1.0
     assert updates
     assert all(c.body["ts"] == message.ts for c in updates)
     assert "resolved" in str(slack.find(message.ts).current).lower()
+
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    name = f"snowmon_slack_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _until(condition: object, seconds: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            while not condition():  # type: ignore[operator]  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {seconds} s: {what}") from None
+
+
+@pytest.mark.postgres
+async def test_replica_adopting_a_paged_connection_neither_repeats_nor_forgets(
+    tmp_path: Path, slack: FakeSlack, database: str
+) -> None:
+    async with Emulator(FleetOptions(instances=4, speed=30.0, seed=73)) as emu:
+        extra = f"""
+[slack]
+enabled = true
+mode = "bot"
+bot_token = "file:snowmon.secrets/slack.token"
+default_channel = "#snowmon"
+base_url = "{slack.base_url}"
+
+[alerts]
+group_window = 1.0
+"""
+        path, port = write_config(emu.fleet_info(), tmp_path, probe_interval=30, extra=extra)
+        (tmp_path / "snowmon.secrets" / "slack.token").write_text(TOKEN)
+        (tmp_path / "snowmon.secrets" / "slack.token").chmod(0o600)
+        text = path.read_text()
+        store_line = next(line for line in text.splitlines() if line.startswith("store ="))
+        text = text.replace(store_line, f'store = "{database}"\nlease_seconds = 2.0')
+        text += "\n[http]\nrequest_timeout = 1.0\n"
+        configs = []
+        for name in ("a", "b"):
+            config = tmp_path / f"{name}.toml"
+            config.write_text(text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"))
+            configs.append(config)
+        daemons = {
+            name: Daemon(load_config(config).config, replica=name)
+            for name, config in zip("ab", configs, strict=True)
+        }
+        ids = [i.name for i in emu.instances]
+
+        def holder(cid: str) -> str:
+            for name, daemon in daemons.items():
+                conn = daemon.running.keeper.connection(cid) if daemon.running else None
+                if conn is not None and conn.owned and not daemon.stop.is_set():
+                    return name
+            return ""
+
+        def state(name: str, cid: str) -> str:
+            running = daemons[name].running
+            status = running.keeper.status(cid) if running else None
+            return status.health.state.value if status else ""
+
+        def roots() -> list[str]:
+            return [
+                str(c.body.get("text"))
+                for c in slack.accepted()
+                if c.method == "chat.postMessage" and "thread_ts" not in c.body
+            ]
+
+        async with asyncio.TaskGroup() as group:
+            tasks = {n: group.create_task(d.run()) for n, d in daemons.items()}
+            try:
+                for daemon in daemons.values():
+                    await asyncio.wait_for(daemon.started.wait(), 20)
+                await _until(
+                    lambda: (
+                        all(holder(c) and state(holder(c), c) == "healthy" for c in ids)
+                        and {holder(c) for c in ids} == {"a", "b"}
+                    ),
+                    40,
+                    "every connection healthy, both replicas holding some",
+                )
+                victim = ids[1]
+                owner = holder(victim)
+                heir = "b" if owner == "a" else "a"
+                # Both replicas are running (and have read the alert state) before the
+                # owner pages: the heir can only learn of the page from the store.
+                secret = emu.instance(victim).client_secret
+                emu.rotate_secret(victim)
+                emu.revoke(victim)
+                await _until(
+                    lambda: state(owner, victim) == "credentials_expired" and bool(roots()),
+                    30,
+                    "the owner pages",
+                )
+                await asyncio.sleep(0.5)  # the delivery's message ts reaches the store
+                assert len(roots()) == 1
+                ts = slack.messages[0].ts
+
+                daemons[owner].stop.set()
+                await tasks[owner]
+                await _until(lambda: holder(victim) == heir, 20, "the heir adopts the victim")
+                assert state(heir, victim) == "credentials_expired"
+                await asyncio.sleep(3.0)  # probes, refreshes and evaluations on the heir
+                assert len(roots()) == 1, roots()
+
+                # The secret is fixed: the heir resolves the owner's message in place.
+                emu.state.client(victim).secret = secret
+                running = daemons[heir].running
+                assert running is not None
+                await running.keeper.refresh_now(victim)
+                await _until(
+                    lambda: any(c.method == "chat.update" for c in slack.accepted()),
+                    30,
+                    "the heir resolves the alert",
+                )
+                assert state(heir, victim) == "healthy"
+            finally:
+                for daemon in daemons.values():
+                    daemon.stop.set()
+    assert len(roots()) == 1, roots()
+    updates = [c for c in slack.accepted() if c.method == "chat.update"]
+    assert [c.body["ts"] for c in updates] == [ts]
+    assert "resolved" in str(slack.find(ts).current).lower()
