@@ -111,6 +111,20 @@ def known_status(request: web.Request) -> ConnectionStatus:
     return status
 
 
+def held_status(request: web.Request) -> ConnectionStatus:
+    """`known_status` of a connection this process works on: actions (probe, refresh,
+    the connect flow) run on the replica that holds the connection's lease."""
+    status = known_status(request)
+    if not request.app[FLEET].holds(status.info.id):
+        holder = f"replica {status.owner!r}" if status.owner else "another replica"
+        raise ApiError(
+            409,
+            f"connection {status.info.id!r} is kept by {holder} right now; ask that "
+            "replica (leases move, so retrying later may land here)",
+        )
+    return status
+
+
 async def get_connection(request: web.Request) -> web.Response:
     limit = int_param(request, "history", DEFAULT_HISTORY, 0, MAX_HISTORY)
     status = known_status(request)
@@ -127,7 +141,7 @@ async def get_summary(request: web.Request) -> web.Response:
 
 
 async def probe_now(request: web.Request) -> web.Response:
-    status = known_status(request)
+    status = held_status(request)
     fleet = request.app[FLEET]
     try:
         result = await fleet.probe_now(status.info.id)
@@ -137,7 +151,7 @@ async def probe_now(request: web.Request) -> web.Response:
 
 
 async def refresh_now(request: web.Request) -> web.Response:
-    status = known_status(request)
+    status = held_status(request)
     now = request.app[CLOCK].now()
     if status.info.grant is Grant.AUTHORIZATION_CODE and (
         status.refresh_expires_at is None or status.refresh_expires_at <= now

@@ -48,6 +48,18 @@ async def start(request: web.Request) -> web.Response:
             f"Connection {connection_id!r} does not use the authorization-code grant, so it "
             "cannot be re-authorized in a browser. Fix its credentials in the config instead.",
         )
+    if not fleet.holds(connection_id):
+        # Its tokens may only be written by the replica holding its lease, and the flow's
+        # state lives in this process: start it on that replica.
+        status = fleet.status(connection_id)
+        holder = f"replica {status.owner!r}" if status is not None and status.owner else None
+        raise ApiError(
+            409,
+            f"Connection {connection_id!r} is kept by {holder or 'another replica'} right "
+            "now, and only that replica can store its new tokens. Open this page on it "
+            "(with a load balancer: route /connect/ and /oauth/callback there).",
+            links=[_again(connection_id)],
+        )
     redirect_uri = request.app[SETTINGS].redirect_uri
     state, pending = request.app[PENDING].begin(connection_id, redirect_uri)
     params = {

@@ -43,6 +43,11 @@ class FleetView(Protocol):
         """Refresh (or re-grant) now; `KeyError` for an unknown connection."""
         ...
 
+    def holds(self, connection_id: str) -> bool:
+        """Whether this process works on the connection (always, but in a fleet shared
+        through PostgreSQL, where another replica may hold it): actions run there."""
+        ...
+
     def authorize_target(self, connection_id: str) -> AuthorizeTarget | None:
         """None when the connection is unknown or its grant is not authorization_code."""
         ...

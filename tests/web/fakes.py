@@ -118,6 +118,7 @@ class FakeFleet:
     refreshes: list[str] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
     exchange_ok: bool = True
+    held_elsewhere: set[str] = field(default_factory=set)  # ids another replica keeps
 
     @classmethod
     def of(cls, clock: Clock, statuses: Iterable[ConnectionStatus]) -> FakeFleet:
@@ -153,6 +154,9 @@ class FakeFleet:
         status = self.by_id[connection_id]
         self.refreshes.append(connection_id)
         return self._token_result(status.info.grant, ok=True)
+
+    def holds(self, connection_id: str) -> bool:
+        return connection_id in self.by_id and connection_id not in self.held_elsewhere
 
     def authorize_target(self, connection_id: str) -> AuthorizeTarget | None:
         return self.targets.get(connection_id)

@@ -179,6 +179,22 @@ async def test_probe_now_answers_the_result(client: Client, fleet: FakeFleet) ->
     assert body["connection"]["id"] == "globex-prod"
 
 
+async def test_actions_on_a_connection_another_replica_keeps_are_refused(
+    client: Client, fleet: FakeFleet
+) -> None:
+    fleet.held_elsewhere.add("globex-prod")
+    for action in ("probe", "refresh"):
+        response = await client.post(
+            f"/api/v1/connections/globex-prod/{action}", headers=bearer(ADMIN)
+        )
+        assert response.status == 409
+        assert "kept by" in (await response.json())["message"]
+    assert fleet.probes == []
+    assert fleet.refreshes == []
+    # Reading still answers for the whole fleet.
+    assert (await get_json(client, "/api/v1/connections/globex-prod"))["id"] == "globex-prod"
+
+
 async def test_refresh_now_never_shows_a_token(client: Client, fleet: FakeFleet) -> None:
     response = await client.post("/api/v1/connections/initech-prod/refresh", headers=bearer(ADMIN))
     assert response.status == 200

@@ -205,6 +205,15 @@ async def test_connect_refusals(client: Client) -> None:
     assert "does not use the authorization-code grant" in page
 
 
+async def test_connect_on_a_replica_that_does_not_keep_the_connection(
+    client: Client, fleet: FakeFleet
+) -> None:
+    fleet.held_elsewhere.add("acme-prod")
+    response = await client.get("/connect/acme-prod", headers=A, allow_redirects=False)
+    assert response.status == 409
+    assert "only that replica can store its new tokens" in await response.text()
+
+
 async def test_a_slack_link_without_a_session_shows_the_sign_in_page(client: Client) -> None:
     response = await client.get("/connect/acme-prod", allow_redirects=False)
     assert response.status == 401
