@@ -67,6 +67,10 @@ class ConnectionSettings(Protocol):
     def info(self) -> ConnectionInfo: ...
 
 
+# (access_expires_at, refresh_expires_at, refresh_issued_at) of a stored token.
+TokenTimes = tuple[float | None, float | None, float | None]
+
+
 @dataclass(slots=True, eq=False)
 class Connection:
     settings: ConnectionSettings
@@ -84,6 +88,8 @@ class Connection:
     owned: bool = True  # False while another replica holds its lease
     owner: str = ""  # the replica working on it, as last seen
     probe_url: str | None = None  # the probe request's URL, built on first use
+    # Expiry times of the token another replica holds (PostgreSQL fleets, not owned).
+    remote_times: TokenTimes | None = None
 
     @property
     def id(self) -> str:
@@ -99,12 +105,19 @@ class Connection:
 
     def status(self) -> ConnectionStatus:
         tokens = self.tokens
+        if not self.owned and self.remote_times is not None:
+            access, refresh, issued = self.remote_times
+        elif tokens is not None:
+            access = tokens.access_expires_at
+            refresh, issued = tokens.refresh_expires_at, tokens.refresh_issued_at
+        else:
+            access = refresh = issued = None
         return ConnectionStatus(
             info=self.info,
             health=self.health,
-            access_expires_at=tokens.access_expires_at if tokens else None,
-            refresh_expires_at=tokens.refresh_expires_at if tokens else None,
-            refresh_issued_at=tokens.refresh_issued_at if tokens else None,
+            access_expires_at=access,
+            refresh_expires_at=refresh,
+            refresh_issued_at=issued,
             can_renew_refresh=can_renew_refresh(self.info.grant),
             next_probe_at=self.probe_job.due if self.probe_job else None,
             next_refresh_at=self.refresh_job.due if self.refresh_job else None,

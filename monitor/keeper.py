@@ -28,7 +28,7 @@ from opentelemetry import trace
 
 from monitor import health as health_machine
 from monitor.clock import Clock
-from monitor.connection import Connection, ConnectionSettings
+from monitor.connection import Connection, ConnectionSettings, TokenTimes
 from monitor.credentials import Credentials
 from monitor.health_log import HealthLog, HealthMetrics, StatusListener
 from monitor.model import (
@@ -227,14 +227,22 @@ class Keeper:
             for listener in self._keeper_listeners:
                 listener.released(released)
 
-    def observe_remote(self, healths: Mapping[str, Health], owners: Mapping[str, str]) -> None:
-        """The health other replicas wrote for the connections they hold."""
+    def observe_remote(
+        self,
+        healths: Mapping[str, Health],
+        owners: Mapping[str, str],
+        token_times: Mapping[str, TokenTimes] | None = None,
+    ) -> None:
+        """The health, holder and token expiry times other replicas wrote for the
+        connections they hold."""
         for conn in self._conns.values():
             if conn.owned:
                 continue
             if conn.id in healths:
                 conn.health = healths[conn.id]
             conn.owner = owners.get(conn.id, "")
+            if token_times is not None:
+                conn.remote_times = token_times.get(conn.id)
 
     def busy(self) -> frozenset[str]:
         """Connections with a token request in flight (not to be given away now)."""

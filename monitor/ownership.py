@@ -34,6 +34,10 @@ class SharedStore(Leases, Protocol):
 
     async def load_all_health(self) -> dict[str, Health]: ...
 
+    async def load_token_times(
+        self,
+    ) -> dict[str, tuple[float | None, float | None, float | None]]: ...
+
 
 class Ownership:
     def __init__(
@@ -108,12 +112,15 @@ class Ownership:
                 await self._keeper.adopting(result.acquired)
                 self._keeper.adopt(result.acquired, tokens, health)
             owners = await self._store.owners()
+            # Expiry times (kept in clear: nothing decrypted) of the tokens others hold,
+            # so every replica's status API and page show them for the whole fleet.
+            times = await self._store.load_token_times()
         except StoreError as exc:
             log.warning("lease.read_back_failed", extra={"error": str(exc)})
             # Not adopted yet: they count as newly acquired again next round.
             held = held - result.acquired
         else:
-            self._keeper.observe_remote(health, owners)
+            self._keeper.observe_remote(health, owners, times)
         self._held = held
         if result.acquired or result.lost:
             log.info(

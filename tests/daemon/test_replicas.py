@@ -146,6 +146,16 @@ async def test_three_replicas_share_a_fleet_and_survive_kill_and_pause(
             # probing the same connection would double this.
             assert probes <= INSTANCES * window / (PROBE / SPEED) / 0.9 + INSTANCES * 0.1
 
+            # Any replica's API answers for the whole fleet, token expiry times included.
+            fleet = await replicas[0].connections()
+            missing = [
+                cid
+                for cid, c in fleet.items()
+                if c["access_token_expires_at"] is None or c["refresh_token_expires_at"] is None
+            ]
+            assert not missing, missing[:5]
+            assert len({c["owner"] for c in fleet.values()}) == 3
+
             # Three live replicas: no refresh token was ever presented twice.
             assert emu.totals().reused_refresh_tokens == 0
             assert emu.totals().grants["password"] == INSTANCES
