@@ -36,7 +36,7 @@ from monitor.store import Store
 from monitor.store.crypto import Keyring
 from monitor.store.factory import open_store
 from monitor.store.postgres import PostgresStore
-from monitor.telemetry import Telemetry, TelemetrySettings, render
+from monitor.telemetry import Metrics, Telemetry, TelemetrySettings, render
 from monitor.telemetry.loopwatch import watch_event_loop
 from monitor.web.app import build_app
 from monitor.web.settings import WebSettings
@@ -117,7 +117,7 @@ class Daemon:
                 owner=self.replica,
                 shared=isinstance(store, PostgresStore) and self._shared,
             )
-            ownership = self._ownership(store, keeper)
+            ownership = self._ownership(store, keeper, metrics)
             alerting = build_alerting(
                 slack=cfg.slack,
                 alerts=cfg.alerts,
@@ -188,7 +188,7 @@ class Daemon:
         stack.push_async_callback(store.close)
         return store
 
-    def _ownership(self, store: Store, keeper: Keeper) -> Ownership | None:
+    def _ownership(self, store: Store, keeper: Keeper, metrics: Metrics) -> Ownership | None:
         """Leases, when replicas share the fleet through PostgreSQL."""
         if not isinstance(store, PostgresStore) or not self._shared:
             return None
@@ -197,6 +197,7 @@ class Daemon:
             keeper,
             lease_seconds=self.config.daemon.lease_seconds,
             request_timeout=self.config.http.request_timeout,
+            on_round=metrics.leases,
         )
         keeper.credentials.may_request = ownership.may_request
         return ownership

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from monitor.errors import StoreError
@@ -47,9 +47,11 @@ class Ownership:
         *,
         lease_seconds: float,
         request_timeout: float,
+        on_round: Callable[[int, int], None] | None = None,
     ) -> None:
         self._store = store
         self._keeper = keeper
+        self._on_round = on_round  # (leases held, live replicas): the metrics
         self._lease = lease_seconds
         self._request_timeout = request_timeout
         self._held: frozenset[str] = frozenset()
@@ -122,6 +124,8 @@ class Ownership:
         else:
             self._keeper.observe_remote(health, owners, times)
         self._held = held
+        if self._on_round is not None:
+            self._on_round(len(held), result.live)
         if result.acquired or result.lost:
             log.info(
                 "lease.changed",

@@ -119,6 +119,17 @@ class Metrics:
         self._configured = Gauge(
             "snowmon_connections_configured", "Connections in the configuration.", registry=r
         )
+        self._held = Gauge(
+            "snowmon_replica_leases_held",
+            "Connections whose lease this replica holds (PostgreSQL fleets).",
+            registry=r,
+        )
+        self._live = Gauge(
+            "snowmon_replicas_live",
+            "Replicas of the fleet with a recent heartbeat, as this replica last saw them"
+            " (PostgreSQL fleets).",
+            registry=r,
+        )
 
         notifications = Counter(
             "snowmon_notifications", "Slack notifications, by result.", ["result"], registry=r
@@ -244,6 +255,11 @@ class Metrics:
         if child is None:
             raise ValueError(f"unknown scheduler kind {kind!r}; expected one of {SCHEDULER_KINDS}")
         child.observe(seconds)
+
+    def leases(self, held: int, live_replicas: int) -> None:
+        """After each lease round of a PostgreSQL fleet."""
+        self._held.set(held)
+        self._live.set(live_replicas)
 
     def notification(self, result: str) -> None:
         child = self._notifications.get(result)

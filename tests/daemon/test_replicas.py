@@ -93,6 +93,20 @@ class Replica:
         return items
 
 
+async def _gauge(replica: Replica, sample: str) -> float:
+    """One sample of a replica's /metrics (name with labels, as exposed)."""
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"http://127.0.0.1:{replica.port}/metrics") as resp,
+    ):
+        text = await resp.text()
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    raise AssertionError(f"{sample} not in /metrics")
+
+
 async def _wait(replica: Replica, check: str, seconds: float) -> dict[str, dict[str, object]]:
     """Until every connection is healthy (and, for `check == "owned"`, owned by a live
     replica), as seen through `replica`'s fleet-wide API."""
@@ -155,6 +169,12 @@ async def test_three_replicas_share_a_fleet_and_survive_kill_and_pause(
             ]
             assert not missing, missing[:5]
             assert len({c["owner"] for c in fleet.values()}) == 3
+            # Metrics say who holds what, without counting the fleet three times.
+            held = [await _gauge(r, "snowmon_replica_leases_held") for r in replicas]
+            assert sum(held) == INSTANCES, held
+            assert await _gauge(replicas[0], "snowmon_replicas_live") == 3
+            states = [await _gauge(r, 'snowmon_connections{state="healthy"}') for r in replicas]
+            assert sum(states) == INSTANCES, states
 
             # Three live replicas: no refresh token was ever presented twice.
             assert emu.totals().reused_refresh_tokens == 0
