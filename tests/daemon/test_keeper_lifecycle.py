@@ -52,6 +52,28 @@ async def test_short_tokens_refresh_on_time_without_overlap_or_expired_use() -> 
     assert all(s is State.HEALTHY for s in states.values()), states
 
 
+async def test_password_grant_renews_its_refresh_token_before_it_dies() -> None:
+    # Refresh tokens of 120 s (the emulator never extends them, like ServiceNow): a
+    # password connection grants afresh at ~80 % of that life instead of presenting a
+    # dead refresh token. Ten emulated minutes: ~6 renewals per connection.
+    options = FleetOptions(
+        instances=3, speed=60.0, access_lifespan=30, refresh_lifespan=120, seed=4
+    )
+    async with Emulator(options) as emu:
+        clock = ScaledClock(60.0, anchor=emu.clock.anchor)
+        conns = connections(emu, refresh_token_lifespan=120.0)
+        async with keeper_on(emu, clock, conns, None) as h:
+            await h.run_for(600)
+            totals = emu.totals()
+            states = h.states()
+    assert totals.expired_token_uses == 0
+    assert totals.rejected_refresh_tokens == 0  # no dead refresh token ever presented
+    assert totals.refresh_overlaps == 0
+    assert 3 * 5 <= totals.grants["password"] <= 3 * 9, totals.grants  # 7 each expected
+    assert totals.refreshes >= 3 * 10  # between renewals, the access token is refreshed
+    assert all(s is State.HEALTHY for s in states.values()), states
+
+
 async def test_restart_inside_one_emulator_makes_no_new_grant() -> None:
     store = MemoryStore()
     async with Emulator(FleetOptions(instances=4, speed=10.0, seed=5)) as emu:
