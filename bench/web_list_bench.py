@@ -6,7 +6,7 @@ Serves the web app on 127.0.0.1 with an in-memory fleet and times real HTTP requ
 (one keep-alive client, one request at a time), then times the same handlers' rendering
 without HTTP. The bar: the connection list answers in well under 100 ms at 10,000.
 The in-memory fleet's `statuses()` is a list copy; the keeper's own `statuses()` cost
-(building a snapshot per connection) comes on top and is measured in its own bench.
+(building a snapshot per connection) comes on top and is measured last.
 """
 
 from __future__ import annotations
@@ -21,11 +21,18 @@ import aiohttp
 from aiohttp import web
 
 from monitor.clock import ManualClock
+from monitor.health import Thresholds
+from monitor.keeper import Keeper
+from monitor.model import Grant
+from monitor.schedule import Scheduler
 from monitor.secret import Secret
+from monitor.store.memory import MemoryStore
+from monitor.telemetry import Telemetry, TelemetrySettings
 from monitor.web import WebSettings, build_app
 from monitor.web.api import select
 from monitor.web.page import render_page
 from monitor.web.render import connection_json, summary_json
+from tests.daemon.harness import Conn
 from tests.web.fakes import T0, FakeFleet, FakeReadiness, render_metrics, sample_fleet
 
 TOKEN = "bench-read-token"
@@ -109,6 +116,42 @@ async def main() -> None:
     }
     for name, fn in rows.items():
         print(f"     {name:58} {describe(time_calls(fn, n))}")
+    await keeper_statuses(args.connections, n)
+
+
+async def keeper_statuses(count: int, n: int) -> None:
+    """What the fake leaves out: the keeper's own `statuses()`, one snapshot per
+    connection per request (added to every list, summary and page request)."""
+    clock = ManualClock(T0)
+    conns = [
+        Conn(
+            id=f"acme-{i:05d}",
+            instance_url=f"https://acme{i}.service-now.com",
+            grant=Grant.PASSWORD,
+            client_id="c" * 32,
+            client_secret=Secret("s"),
+            username="u",
+            password=Secret("p"),
+        )
+        for i in range(count)
+    ]
+    telemetry = Telemetry.create(TelemetrySettings(traces="none"))
+    async with aiohttp.ClientSession() as session:
+        keeper = Keeper(
+            connections=conns,
+            store=MemoryStore(),
+            session=session,
+            clock=clock,
+            scheduler=Scheduler(clock, max_in_flight=64),
+            metrics=telemetry.metrics,
+            tracer=telemetry.tracer,
+            thresholds=Thresholds(),
+            request_timeout=5.0,
+        )
+        print(
+            f"     {'Keeper.statuses() of ' + str(count):58} "
+            f"{describe(time_calls(keeper.statuses, n))}"
+        )
 
 
 if __name__ == "__main__":
