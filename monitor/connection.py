@@ -8,7 +8,7 @@ starting a second request with the same refresh token.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from monitor.model import (
@@ -90,6 +90,10 @@ class Connection:
     probe_url: str | None = None  # the probe request's URL, built on first use
     # Expiry times of the token another replica holds (PostgreSQL fleets, not owned).
     remote_times: TokenTimes | None = None
+    # The last snapshot `status()` built, and what it was built from: the status API
+    # asks for every connection on each request, and most have not changed since.
+    _status: ConnectionStatus | None = field(default=None, repr=False)
+    _status_of: tuple[object, ...] = field(default=(), repr=False)
 
     @property
     def id(self) -> str:
@@ -104,6 +108,22 @@ class Connection:
         return self.stored.version if self.stored is not None else 0
 
     def status(self) -> ConnectionStatus:
+        probe, refresh = self.probe_job, self.refresh_job
+        of = (
+            self.health,
+            self.stored,
+            probe.due if probe is not None else None,
+            refresh.due if refresh is not None else None,
+            self.owner,
+            self.owned,
+            self.remote_times,
+        )
+        if self._status is not None and of == self._status_of:
+            return self._status
+        self._status, self._status_of = self._build_status(), of
+        return self._status
+
+    def _build_status(self) -> ConnectionStatus:
         tokens = self.tokens
         if not self.owned and self.remote_times is not None:
             access, refresh, issued = self.remote_times
