@@ -132,7 +132,7 @@ class Daemon:
             await keeper.load()
             # Alert state and the outbox come back before the first health change, so a
             # restart neither repeats nor forgets an alert.
-            await alerting.start()
+            await alerting.start(configured=[c.id for c in cfg.connections])
             web_url = await self._serve_web(stack, keeper, scheduler, store, telemetry)
             self.running = Running(keeper, scheduler, store, self.registry, web_url, telemetry)
             log.info(

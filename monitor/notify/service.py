@@ -100,9 +100,31 @@ class Alerting:
 
     # -- what the daemon and the status API call ---------------------------------------
 
-    async def start(self) -> None:
-        """Load alert records and the outbox; raises `StoreError` when the store fails."""
+    async def start(self, configured: Collection[str] | None = None) -> None:
+        """Load alert records and the outbox; raises `StoreError` when the store fails.
+
+        `configured`: the connection ids of the configuration. A firing alert of a
+        connection no longer configured is never evaluated again, so it is named in the
+        log (its Slack message stays as last sent) and left out of `firing()`; the store
+        keeps its record, in case a replica with an older configuration still keeps it."""
         await self._ledger.load()
+        if configured is not None:
+            known = set(configured)
+            gone = [r for r in self._ledger.all_records() if r.connection_id not in known]
+            for record in gone:
+                if record.resolved_at is None:
+                    log.warning(
+                        "alert.connection_removed",
+                        extra={
+                            "connection": record.connection_id,
+                            "alert": record.alert,
+                            "severity": record.severity,
+                            "firing_since": record.firing_since,
+                            "channel": record.channel,
+                            "slack_message": bool(record.message_ts),
+                        },
+                    )
+            self._ledger.forget({r.connection_id for r in gone})
         self._started = True
         now = self._clock.now()
         for connection_id in list(self._subjects):

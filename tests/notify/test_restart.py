@@ -4,7 +4,11 @@ in the store carry everything across, including crashes between two writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
 
 from monitor.clock import ManualClock
 from monitor.errors import StoreError
@@ -146,3 +150,28 @@ async def test_crash_after_delivery_before_outbox_delete_does_not_resend(
         await second.settle()
     assert len(slack.calls) == 1
     assert await store.outbox_all() == []
+
+
+async def test_a_connection_removed_from_the_config_is_named_not_evaluated(
+    bot: BotSender, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, clock = MemoryStore(), ManualClock(T0)
+    firing = AlertRecord("gone-prod", "credentials_expired", T0 - 3600, "critical")
+    firing = replace(firing, channel="C1", message_ts="1700000000.000100")
+    await store.save_alerts([firing])
+    run = make(store, bot, clock)
+    caplog.set_level(logging.WARNING, logger="snowmon.notify")
+    await run.alerting.start(configured=["acme-prod"])
+    async with running(run, start=False):
+        run.alerting.observe(healthy())
+        await run.settle()
+        await run.advance(5 * 3600)  # past the reminder interval: nothing for gone-prod
+    assert run.alerting.firing() == []
+    assert slack.calls == []
+    (line,) = [r.__dict__ for r in caplog.records if r.getMessage() == "alert.connection_removed"]
+    assert (line["connection"], line["alert"], line["slack_message"]) == (
+        "gone-prod",
+        "credentials_expired",
+        True,
+    )
+    assert await store.load_alerts() == [firing]  # kept for a replica that may still keep it
