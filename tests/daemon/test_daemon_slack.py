@@ -7,11 +7,9 @@ other sent: no second message, and its resolution edits the first."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from monitor.config import load_config
@@ -117,21 +115,6 @@ group_window = 1.0
     assert updates
     assert all(c.body["ts"] == message.ts for c in updates)
     assert "resolved" in str(slack.find(message.ts).current).lower()
-
-
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[str]:
-    name = f"snowmon_slack_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _until(condition: object, seconds: float, what: str) -> None:

@@ -8,15 +8,12 @@ one revokes the family), so any double use would show as dead connections."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 from monitor.emulator import Emulator, FleetOptions
@@ -24,23 +21,10 @@ from tests.daemon.configs import READ_TOKEN, free_port, write_config
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 INSTANCES = 500
 SPEED = 10.0
 PROBE = 60.0  # emulated seconds: 6 s of wall time
 LEASE = 4.0  # wall seconds
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[str]:
-    name = f"snowmon_replicas_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 class Replica:
