@@ -9,6 +9,8 @@ import json
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +34,18 @@ async def _start(config: Path) -> asyncio.subprocess.Process:
         )
     finally:
         log.close()
+
+
+@asynccontextmanager
+async def _daemon(config: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`snowmon run` for the block; killed on the way out if it is still running."""
+    proc = await _start(config)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def _log(config: Path) -> str:
@@ -63,16 +77,11 @@ async def _wait_all(base: str, state: str, count: int, seconds: float) -> None:
 async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
     async with Emulator(FleetOptions(instances=10, speed=10.0, seed=31)) as emu:
         config, port = write_config(emu.fleet_info(), tmp_path)
-        proc = await _start(config)
-        try:
+        async with _daemon(config) as proc:
             await _wait_all(f"http://127.0.0.1:{port}", "healthy", 10, 30)
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         log = _log(config)
         assert proc.returncode == 0, log[-2000:]
         assert time.monotonic() - started < 20
@@ -86,8 +95,7 @@ async def test_a_second_signal_exits_at_once_while_a_refresh_drains(tmp_path: Pa
     options = FleetOptions(instances=3, speed=10.0, seed=32, access_lifespan=60)
     async with Emulator(options) as emu:
         config, port = write_config(emu.fleet_info(), tmp_path)
-        proc = await _start(config)
-        try:
+        async with _daemon(config) as proc:
             await _wait_all(f"http://127.0.0.1:{port}", "healthy", 3, 30)
             for inst in emu.instances:
                 emu.set_faults(inst.name, latency=30.0, latency_on=["token"])
@@ -99,10 +107,6 @@ async def test_a_second_signal_exits_at_once_while_a_refresh_drains(tmp_path: Pa
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 10)
             took = time.monotonic() - second
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         log = _log(config)
         assert proc.returncode == EXIT_INTERRUPTED, log[-2000:]
         assert took < 3
@@ -114,15 +118,10 @@ async def test_config_warnings_are_capped_at_50_log_lines(tmp_path: Path) -> Non
     # 30 instances with inline secrets: the key and two secrets each, 61 warnings.
     async with Emulator(FleetOptions(instances=30, speed=10.0, seed=33)) as emu:
         config, port = write_config(emu.fleet_info(), tmp_path, secrets="inline")
-        proc = await _start(config)
-        try:
+        async with _daemon(config) as proc:
             await _wait_all(f"http://127.0.0.1:{port}", "healthy", 30, 30)
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
     log = _log(config)
     assert proc.returncode == 0, log[-2000:]
     events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
@@ -145,18 +144,13 @@ async def test_kill_9_in_a_refresh_storm_loses_no_token(tmp_path: Path) -> None:
     async with Emulator(options) as emu:
         config, port = write_config(emu.fleet_info(), tmp_path, probe_interval=20)
         base = f"http://127.0.0.1:{port}"
-        proc = await _start(config)
-        try:
+        async with _daemon(config) as proc:
             await _wait_all(base, "healthy", 40, 30)
             refreshes = emu.totals().refreshes
             await asyncio.sleep(1.0)
             assert emu.totals().refreshes > refreshes  # the storm is on
             proc.kill()  # SIGKILL: no drain, no flush
             await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         grants = emu.totals().grants["password"]
         assert grants == 40
         # Every stored token decrypts; the restarted daemon refreshes with them and
