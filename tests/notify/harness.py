@@ -14,6 +14,7 @@ from monitor.notify.rules import AlertPolicy
 from monitor.notify.service import Alerting
 from monitor.notify.slack import Sender
 from monitor.store import Store
+from tests.fakes.slack_api import FakeSlack
 
 LINKS = Links("https://snowmon.example.net", "https://snowmon.example/runbooks")
 ROUTER = Router("#snowmon-alerts", [Route({"customer": "acme"}, "#acme-integrations")])
@@ -82,3 +83,15 @@ async def running(run: Run, *, start: bool = True) -> AsyncIterator[Run]:
             yield run
         finally:
             stop.set()
+
+
+async def assert_fired_then_resolved_by_edit(slack: FakeSlack, store: Store, ts: str) -> None:
+    """One message, then its edit to resolved and a thread reply; no record left."""
+    assert [c.method for c in slack.calls] == [
+        "chat.postMessage",
+        "chat.update",
+        "chat.postMessage",
+    ]
+    assert slack.calls[1].body["ts"] == ts
+    assert slack.calls[2].body["thread_ts"] == ts
+    assert await store.load_alerts() == []

@@ -9,7 +9,7 @@ from monitor.notify.rules import AlertPolicy
 from monitor.notify.slack import BotSender
 from monitor.store.memory import MemoryStore
 from tests.fakes.slack_api import FakeSlack
-from tests.notify.harness import make, running
+from tests.notify.harness import assert_fired_then_resolved_by_edit, make, running
 from tests.notify.subjects import T0, expired, healthy
 
 CID = "acme-prod"
@@ -39,14 +39,7 @@ async def test_new_owner_continues_the_alert_and_resolves_it_in_place(
 
         b.alerting.observe(healthy(2))
         await b.settle()
-    assert [c.method for c in slack.calls] == [
-        "chat.postMessage",
-        "chat.update",
-        "chat.postMessage",
-    ]
-    assert slack.calls[1].body["ts"] == ts
-    assert slack.calls[2].body["thread_ts"] == ts
-    assert await store.load_alerts() == []
+    await assert_fired_then_resolved_by_edit(slack, store, ts)
 
 
 async def test_released_connection_is_no_longer_evaluated(bot: BotSender, slack: FakeSlack) -> None:

@@ -17,7 +17,7 @@ from monitor.notify.rules import AlertPolicy
 from monitor.notify.slack import BotSender
 from monitor.store.memory import MemoryStore
 from tests.fakes.slack_api import FakeSlack
-from tests.notify.harness import make, running
+from tests.notify.harness import assert_fired_then_resolved_by_edit, make, running
 from tests.notify.subjects import T0, expired, healthy
 
 REMIND_HALF = AlertPolicy().reminder_interval / 2
@@ -39,14 +39,7 @@ async def test_restart_in_between_sends_no_duplicate(bot: BotSender, slack: Fake
         second.alerting.observe(healthy(1))
         await second.settle()
     ts = slack.messages[0].ts
-    assert [c.method for c in slack.calls] == [
-        "chat.postMessage",
-        "chat.update",
-        "chat.postMessage",
-    ]
-    assert slack.calls[1].body["ts"] == ts
-    assert slack.calls[2].body["thread_ts"] == ts
-    assert await store.load_alerts() == []
+    await assert_fired_then_resolved_by_edit(slack, store, ts)
 
 
 async def test_unsent_alert_waits_in_the_outbox_across_a_restart(
