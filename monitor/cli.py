@@ -78,17 +78,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(path: Path) -> int:
     from monitor.config import (  # noqa: PLC0415 (keep `--help` fast)
-        capped_warnings,
         load_config,
         summary,
+        warning_lines,
     )
 
     loaded = load_config(path)
-    shown, suppressed = capped_warnings(loaded.warnings)
-    for warning in shown:
-        print(f"warning: {warning}", file=sys.stderr)
-    if suppressed is not None:
-        print(suppressed, file=sys.stderr)
+    for line in warning_lines(loaded.warnings):
+        print(line, file=sys.stderr)
     print(summary(loaded.config))
     return EXIT_OK
 

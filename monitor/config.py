@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,7 @@ __all__ = [
     "check_report",
     "load_config",
     "summary",
+    "warning_lines",
 ]
 
 
@@ -277,8 +278,12 @@ def check_report(path: Path, *, environ: Mapping[str, str] | None = None) -> tup
         count = len(exc.problems)
         footer = f"{path}: {count} problem{'s' if count != 1 else ''}"
         return 2, "\n".join([*exc.problems, footer])
-    shown, suppressed = capped_warnings(loaded.warnings)
-    notes = [f"warning: {warning}" for warning in shown]
-    if suppressed is not None:
-        notes.append(suppressed)
-    return 0, "\n".join([*notes, f"{path}: OK", summary(loaded.config)])
+    return 0, "\n".join([*warning_lines(loaded.warnings), f"{path}: OK", summary(loaded.config)])
+
+
+def warning_lines(warnings: Sequence[str]) -> list[str]:
+    """What `snowmon check` shows of the warnings: `warning: ...` lines, at most
+    `WARNING_LIMIT`, then the count of the rest."""
+    shown, suppressed = capped_warnings(warnings)
+    lines = [f"warning: {warning}" for warning in shown]
+    return lines if suppressed is None else [*lines, suppressed]

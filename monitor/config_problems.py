@@ -65,8 +65,7 @@ def capped_warnings(
     must not push a readable secret file or any other warning out of sight."""
     if len(warnings) <= limit:
         return list(warnings), None
-    inline = _WARNING_KINDS[0][0]
-    ordered = sorted(warnings, key=lambda warning: warning.endswith(inline))
+    ordered = sorted(warnings, key=lambda warning: warning.endswith(INLINE_WARNING))
     rest = ordered[limit:]
     kinds: Counter[tuple[str, str]] = Counter(map(_warning_kind, rest))
     by_kind = ", ".join(

@@ -118,12 +118,13 @@ class Connection:
             self.owned,
             self.remote_times,
         )
-        if self._status is not None and of == self._status_of:
-            return self._status
-        self._status, self._status_of = self._build_status(), of
+        if self._status is None or of != self._status_of:
+            self._status, self._status_of = self._build_status(of[2], of[3]), of
         return self._status
 
-    def _build_status(self) -> ConnectionStatus:
+    def _build_status(
+        self, next_probe_at: float | None, next_refresh_at: float | None
+    ) -> ConnectionStatus:
         tokens = self.tokens
         if not self.owned and self.remote_times is not None:
             access, refresh, issued = self.remote_times
@@ -139,8 +140,8 @@ class Connection:
             refresh_expires_at=refresh,
             refresh_issued_at=issued,
             can_renew_refresh=can_renew_refresh(self.info.grant),
-            next_probe_at=self.probe_job.due if self.probe_job else None,
-            next_refresh_at=self.refresh_job.due if self.refresh_job else None,
+            next_probe_at=next_probe_at,
+            next_refresh_at=next_refresh_at,
             owner=self.owner,
         )
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Protocol
 
+from monitor.connection import TokenTimes
 from monitor.errors import StoreError
 from monitor.keeper import Keeper
 from monitor.model import Health, StoredTokens
@@ -34,9 +35,7 @@ class SharedStore(Leases, Protocol):
 
     async def load_all_health(self) -> dict[str, Health]: ...
 
-    async def load_token_times(
-        self,
-    ) -> dict[str, tuple[float | None, float | None, float | None]]: ...
+    async def load_token_times(self) -> dict[str, TokenTimes]: ...
 
 
 class Ownership:
@@ -56,7 +55,6 @@ class Ownership:
         self._request_timeout = request_timeout
         self._held: frozenset[str] = frozenset()
         self._valid_until = 0.0
-        self.live_replicas = 0
 
     @property
     def held(self) -> frozenset[str]:
@@ -101,7 +99,6 @@ class Ownership:
             )
             return
         self._valid_until = result.valid_until
-        self.live_replicas = result.live
         if result.lost:
             self._keeper.release(result.lost)
         held = result.held

@@ -25,7 +25,7 @@ from monitor.health_log import HealthLog
 from monitor.model import Grant, HistoryEntry, HistoryKind, ProbeReason, ProbeResult, TokenSet
 from monitor.probe import ProbeTarget, probe
 from monitor.telemetry.context import CONNECTION
-from monitor.timing import PROBE_JITTER, usable
+from monitor.timing import probe_gap, usable
 
 # The keeper's logger: these lines were always the keeper's, and dashboards know them so.
 log = logging.getLogger("snowmon.keeper")
@@ -61,9 +61,7 @@ class Prober:
         try:
             result = await self.probe(conn)
             interval = conn.settings.probe.interval
-            following = self._clock.now() + interval * (
-                1.0 - PROBE_JITTER + 2 * PROBE_JITTER * self._rng.random()
-            )
+            following = self._clock.now() + probe_gap(interval, self._rng.random())
             if result.retry_after is not None:
                 following = max(following, self._clock.now() + result.retry_after)
         except Exception:

@@ -33,6 +33,12 @@ REJECTION_RETRY = 30.0
 PROBE_JITTER = 0.10
 
 
+def probe_gap(interval: float, draw: float) -> float:
+    """The time from one probe to the next: `interval` x (1 +- PROBE_JITTER), for one
+    uniform `draw` in [0, 1)."""
+    return interval * (1.0 - PROBE_JITTER + 2 * PROBE_JITTER * draw)
+
+
 def connection_jitter(connection_id: str) -> float:
     """A stable number in [0, 1) per connection: the same across restarts and replicas."""
     digest = hashlib.blake2b(connection_id.encode(), digest_size=8).digest()
@@ -97,7 +103,7 @@ def first_probe_at(
         return soon
     if now - health.last_probe_at >= interval:
         return soon  # overdue: no jitter may push it further out
-    due = health.last_probe_at + interval * (1.0 - PROBE_JITTER + 2 * PROBE_JITTER * draw)
+    due = health.last_probe_at + probe_gap(interval, draw)
     if due < now:
         return soon
     return min(due, now + interval)

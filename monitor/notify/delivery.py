@@ -161,6 +161,7 @@ class Courier:
         outcome = "sent"
         if error is None:
             note = job.notification
+            action = note.action if note is not None else job.reply
             log.info(
                 "slack.sent",
                 extra={
@@ -169,8 +170,7 @@ class Courier:
                     "channel": job.channel,
                     "connection": note.connection_id if note is not None else None,
                     "alert": note.alert.value if note is not None else None,
-                    "action": (note.action.value if note is not None else None)
-                    or (job.reply.value if job.reply is not None else None),
+                    "action": action.value if action is not None else None,
                 },
             )
         else:

@@ -9,6 +9,7 @@ rollback, and fall back to the dataclass defaults for fields an older one did no
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any, Final
 
@@ -97,6 +98,11 @@ def decode_health(text: str | bytes, *, what: str) -> Health:
 
 def encode_alert(record: AlertRecord) -> str:
     return _dumps({name: getattr(record, name) for name in _ALERT_NAMES})
+
+
+def decode_alert_rows(rows: Iterable[Any]) -> list[AlertRecord]:
+    """Rows of (connection id, alert, stored document), as both stores select them."""
+    return [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows]
 
 
 def decode_alert(text: str | bytes, *, what: str) -> AlertRecord:

@@ -26,7 +26,7 @@ import asyncpg
 from monitor.errors import StaleWriteError, StoreError
 from monitor.model import AlertRecord, Health, HistoryEntry, HistoryKind, StoredTokens, TokenSet
 from monitor.store import pg_schema as sql
-from monitor.store.codec import decode_alert, decode_health, encode_alert, encode_health
+from monitor.store.codec import decode_alert_rows, decode_health, encode_alert, encode_health
 from monitor.store.crypto import Keyring, blob_key_id
 from monitor.store.leases import PostgresLeases
 from monitor.store.pg_pool import PgPool
@@ -369,7 +369,7 @@ class PostgresStore(PostgresLeases):
                 ' alert COLLATE "C"'
             ),
         )
-        return [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows]
+        return decode_alert_rows(rows)
 
     async def load_alerts_for(self, connection_ids: Collection[str]) -> list[AlertRecord]:
         """The alert records of just these connections (say, the ones just claimed)."""
@@ -382,7 +382,7 @@ class PostgresStore(PostgresLeases):
                 list(connection_ids),
             ),
         )
-        return [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows]
+        return decode_alert_rows(rows)
 
     async def outbox_put(self, key: str, payload: str) -> None:
         await self._run(

@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar
 from monitor.clock import Clock, SystemClock
 from monitor.errors import StoreError
 from monitor.model import AlertRecord, Health, HistoryEntry, HistoryKind, StoredTokens, TokenSet
-from monitor.store.codec import decode_alert, decode_health, encode_alert, encode_health
+from monitor.store.codec import decode_alert_rows, decode_health, encode_alert, encode_health
 from monitor.store.crypto import Keyring
 from monitor.store.sealing import check_blob, missing_key, open_tokens, reseal
 from monitor.store.sqlite_group_commit import GroupCommit
@@ -359,7 +359,7 @@ class SqliteStore:
             "load alerts",
             "SELECT connection_id, alert, json FROM alerts ORDER BY connection_id, alert",
             (),
-            lambda rows: [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows],
+            decode_alert_rows,
         )
 
     async def load_alerts_for(self, connection_ids: Collection[str]) -> list[AlertRecord]:
@@ -369,7 +369,7 @@ class SqliteStore:
             " WHERE connection_id IN (SELECT value FROM json_each(?))"
             " ORDER BY connection_id, alert",
             (json.dumps(sorted(connection_ids)),),
-            lambda rows: [decode_alert(doc, what=f"alert {a!r} of {c!r}") for c, a, doc in rows],
+            decode_alert_rows,
         )
 
     async def outbox_put(self, key: str, payload: str) -> None:

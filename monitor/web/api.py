@@ -116,11 +116,10 @@ def held_status(request: web.Request) -> ConnectionStatus:
     the connect flow) run on the replica that holds the connection's lease."""
     status = known_status(request)
     if not request.app[FLEET].holds(status.info.id):
-        holder = f"replica {status.owner!r}" if status.owner else "another replica"
         raise ApiError(
             409,
-            f"connection {status.info.id!r} is kept by {holder} right now; ask that "
-            "replica (leases move, so retrying later may land here)",
+            f"connection {status.info.id!r} is kept by {render.holder_words(status)} right "
+            "now; ask that replica (leases move, so retrying later may land here)",
         )
     return status
 

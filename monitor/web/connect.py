@@ -27,7 +27,7 @@ from monitor.web.keys import CLOCK, FLEET, PENDING, SETTINGS
 from monitor.web.page import duration_words
 from monitor.web.pending import code_challenge
 from monitor.web.problems import ApiError
-from monitor.web.render import rfc3339
+from monitor.web.render import holder_words, rfc3339
 
 _OAUTH_ERROR: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
@@ -51,12 +51,11 @@ async def start(request: web.Request) -> web.Response:
     if not fleet.holds(connection_id):
         # Its tokens may only be written by the replica holding its lease, and the flow's
         # state lives in this process: start it on that replica.
-        status = fleet.status(connection_id)
-        holder = f"replica {status.owner!r}" if status is not None and status.owner else None
+        holder = holder_words(fleet.status(connection_id))
         raise ApiError(
             409,
-            f"Connection {connection_id!r} is kept by {holder or 'another replica'} right "
-            "now, and only that replica can store its new tokens. Open this page on it "
+            f"Connection {connection_id!r} is kept by {holder} right now, and only that "
+            "replica can store its new tokens. Open this page on it "
             "(with a load balancer: route /connect/ and /oauth/callback there).",
             links=[_again(connection_id)],
         )

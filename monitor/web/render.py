@@ -40,6 +40,12 @@ def rfc3339(ts: float | None) -> str | None:
     return stamp.replace("+00:00", "Z")
 
 
+def holder_words(status: ConnectionStatus | None) -> str:
+    """Who keeps a connection this process does not: `replica 'b'`, or `another replica`
+    while its owner is not known yet."""
+    return f"replica {status.owner!r}" if status is not None and status.owner else "another replica"
+
+
 def connection_json(status: ConnectionStatus) -> Json:
     info, health = status.info, status.health
     last_probe: Json | None = None
