@@ -20,6 +20,14 @@ def free_port() -> int:
         return port
 
 
+def on_postgres(text: str, dsn: str, *, lease_seconds: float, request_timeout: float) -> str:
+    """A config written by `write_config`, moved to a PostgreSQL store shared by replicas
+    (leases short enough for a test, and requests that fit them)."""
+    store_line = next(line for line in text.splitlines() if line.startswith("store ="))
+    shared = text.replace(store_line, f'store = "{dsn}"\nlease_seconds = {lease_seconds}')
+    return shared + f"\n[http]\nrequest_timeout = {request_timeout}\n"
+
+
 def write_config(
     info: FleetInfo,
     directory: Path,

@@ -15,7 +15,7 @@ import pytest
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.emulator import Emulator, FleetOptions
-from tests.daemon.configs import free_port, write_config
+from tests.daemon.configs import free_port, on_postgres, write_config
 from tests.fakes.slack_api import TOKEN, FakeSlack, channel_id
 
 
@@ -39,30 +39,39 @@ async def _run_until(daemon: Daemon, condition: object, seconds: float) -> None:
             daemon.stop.set()
 
 
-async def test_expired_credentials_page_once_and_resolve_after_restart(
-    tmp_path: Path, slack: FakeSlack
-) -> None:
-    async with Emulator(FleetOptions(instances=3, speed=30.0, seed=71)) as emu:
-        secrets_dir = tmp_path / "snowmon.secrets"
-        extra = f"""
+def _write_slack_config(
+    emu: Emulator, directory: Path, slack: FakeSlack, routes: str = ""
+) -> tuple[Path, int]:
+    """`write_config` with alerts going to the fake Slack's bot API (token in a file)."""
+    extra = f"""
 [slack]
 enabled = true
 mode = "bot"
 bot_token = "file:snowmon.secrets/slack.token"
 default_channel = "#snowmon"
 base_url = "{slack.base_url}"
-
-[[slack.routes]]
-match = {{ customer = "acme" }}
-channel = "#acme-integrations"
-
+{routes}
 [alerts]
 group_window = 1.0
 """
-        path, port = write_config(emu.fleet_info(), tmp_path, probe_interval=30, extra=extra)
+    path, port = write_config(emu.fleet_info(), directory, probe_interval=30, extra=extra)
+    token = directory / "snowmon.secrets" / "slack.token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    return path, port
+
+
+async def test_expired_credentials_page_once_and_resolve_after_restart(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    async with Emulator(FleetOptions(instances=3, speed=30.0, seed=71)) as emu:
+        routes = """
+[[slack.routes]]
+match = { customer = "acme" }
+channel = "#acme-integrations"
+"""
+        path, port = _write_slack_config(emu, tmp_path, slack, routes)
         base_url = f"http://127.0.0.1:{port}"
-        (secrets_dir / "slack.token").write_text(TOKEN)
-        (secrets_dir / "slack.token").chmod(0o600)
         victim = emu.instances[1]
 
         def keeper_state(daemon: Daemon, cid: str) -> str:
@@ -83,7 +92,7 @@ group_window = 1.0
                 await asyncio.sleep(0.05)
             new_secret = emu.rotate_secret(victim.name)
             emu.revoke(victim.name)
-            (secrets_dir / f"{victim.name}.client_secret").write_text(new_secret)
+            (tmp_path / "snowmon.secrets" / f"{victim.name}.client_secret").write_text(new_secret)
 
         async with asyncio.TaskGroup() as group:
             group.create_task(healthy_then_break())
@@ -131,24 +140,8 @@ async def test_replica_adopting_a_paged_connection_neither_repeats_nor_forgets(
     tmp_path: Path, slack: FakeSlack, database: str
 ) -> None:
     async with Emulator(FleetOptions(instances=4, speed=30.0, seed=73)) as emu:
-        extra = f"""
-[slack]
-enabled = true
-mode = "bot"
-bot_token = "file:snowmon.secrets/slack.token"
-default_channel = "#snowmon"
-base_url = "{slack.base_url}"
-
-[alerts]
-group_window = 1.0
-"""
-        path, port = write_config(emu.fleet_info(), tmp_path, probe_interval=30, extra=extra)
-        (tmp_path / "snowmon.secrets" / "slack.token").write_text(TOKEN)
-        (tmp_path / "snowmon.secrets" / "slack.token").chmod(0o600)
-        text = path.read_text()
-        store_line = next(line for line in text.splitlines() if line.startswith("store ="))
-        text = text.replace(store_line, f'store = "{database}"\nlease_seconds = 2.0')
-        text += "\n[http]\nrequest_timeout = 1.0\n"
+        path, port = _write_slack_config(emu, tmp_path, slack)
+        text = on_postgres(path.read_text(), database, lease_seconds=2.0, request_timeout=1.0)
         configs = []
         for name in ("a", "b"):
             config = tmp_path / f"{name}.toml"

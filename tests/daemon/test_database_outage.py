@@ -16,7 +16,7 @@ from monitor.daemon import Daemon
 from monitor.emulator import Emulator, FleetOptions
 from monitor.keeper import Keeper
 from monitor.model import State
-from tests.daemon.configs import write_config
+from tests.daemon.configs import on_postgres, write_config
 from tests.store.relay import Relay
 
 pytestmark = pytest.mark.postgres
@@ -50,11 +50,10 @@ async def test_a_replica_keeps_probing_through_a_database_outage(
     try:
         async with Emulator(FleetOptions(instances=INSTANCES, speed=SPEED, seed=23)) as emu:
             path, _ = write_config(emu.fleet_info(), tmp_path, probe_interval=PROBE)
-            text = path.read_text()
-            store_line = next(line for line in text.splitlines() if line.startswith("store ="))
             dsn = f"postgresql://postgres@127.0.0.1:{relay.port}/{database.rsplit('/', 1)[1]}"
-            text = text.replace(store_line, f'store = "{dsn}"\nlease_seconds = {LEASE}')
-            path.write_text(text + "\n[http]\nrequest_timeout = 1.0\n")
+            path.write_text(
+                on_postgres(path.read_text(), dsn, lease_seconds=LEASE, request_timeout=1.0)
+            )
             daemon = Daemon(load_config(path).config)
             async with asyncio.TaskGroup() as group:
                 group.create_task(daemon.run())

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from monitor.emulator import Emulator, FleetOptions
-from tests.daemon.configs import READ_TOKEN, free_port, write_config
+from tests.daemon.configs import READ_TOKEN, free_port, on_postgres, write_config
 
 pytestmark = pytest.mark.postgres
 
@@ -118,14 +118,12 @@ async def test_three_replicas_share_a_fleet_and_survive_kill_and_pause(
     async with Emulator(options) as emu:
         base, _ = write_config(emu.fleet_info(), tmp_path, probe_interval=PROBE)
         text = base.read_text()
-        store_line = next(line for line in text.splitlines() if line.startswith("store ="))
+        shared = on_postgres(text, database, lease_seconds=LEASE, request_timeout=1.5)
         replicas = []
         for n in range(3):
             port = free_port()
             config = tmp_path / f"replica{n}.toml"
-            body = text.replace(store_line, f'store = "{database}"\nlease_seconds = {LEASE}')
-            body += "\n[http]\nrequest_timeout = 1.5\n"
-            body = body.replace(f"127.0.0.1:{_port_of(text)}", f"127.0.0.1:{port}")
+            body = shared.replace(f"127.0.0.1:{_port_of(text)}", f"127.0.0.1:{port}")
             config.write_text(body)
             replicas.append(Replica(config, port))
         try:
