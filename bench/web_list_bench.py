@@ -6,7 +6,8 @@ Serves the web app on 127.0.0.1 with an in-memory fleet and times real HTTP requ
 (one keep-alive client, one request at a time), then times the same handlers' rendering
 without HTTP. The bar: the connection list answers in well under 100 ms at 10,000.
 The in-memory fleet's `statuses()` is a list copy; the keeper's own `statuses()` cost
-(building a snapshot per connection) comes on top and is measured last.
+(building a snapshot per connection) comes on top: measured last, alone and with the
+list and the page served from a real keeper of the same size.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from monitor.telemetry import Telemetry, TelemetrySettings
 from monitor.web import WebSettings, build_app
 from monitor.web.api import select
 from monitor.web.page import render_page
+from monitor.web.ports import FleetView
 from monitor.web.render import connection_json, summary_json
 from tests.daemon.harness import Conn
 from tests.web.fakes import T0, FakeFleet, FakeReadiness, render_metrics, sample_fleet
@@ -65,14 +67,10 @@ def time_calls(fn: Callable[[], object], n: int) -> list[float]:
     return samples
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=50)
-    args = parser.parse_args()
-    clock = ManualClock(T0)
-    statuses = sample_fleet(args.connections)
-    fleet = FakeFleet.of(clock, statuses)
+async def serve_and_time(
+    fleet: FleetView, clock: ManualClock, paths: list[str], requests: int, label: str
+) -> None:
+    """Serve the web app over `fleet` on loopback; time `requests` GETs of each path."""
     app = build_app(
         fleet=fleet,
         readiness=FakeReadiness(),
@@ -81,7 +79,6 @@ async def main() -> None:
         clock=clock,
         tracer_provider=None,
     )
-    print(f"{args.connections} connections, {args.requests} requests per path")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -90,18 +87,29 @@ async def main() -> None:
         host, port = runner.addresses[0][:2]
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with aiohttp.ClientSession(f"http://{host}:{port}", headers=headers) as session:
-            for path in PATHS:
+            for path in paths:
                 samples, size = [], 0
-                for _ in range(args.requests):
+                for _ in range(requests):
                     start = time.perf_counter()
                     async with session.get(path) as response:
                         body = await response.read()
                         assert response.status == 200, (path, response.status)
                     samples.append(time.perf_counter() - start)
                     size = len(body)
-                print(f"HTTP {path:58} {describe(samples)}  {size / 1024:7.1f} KiB")
+                print(f"{label} {path:58} {describe(samples)}  {size / 1024:7.1f} KiB")
     finally:
         await runner.cleanup()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=50)
+    args = parser.parse_args()
+    clock = ManualClock(T0)
+    statuses = sample_fleet(args.connections)
+    print(f"{args.connections} connections, {args.requests} requests per path")
+    await serve_and_time(FakeFleet.of(clock, statuses), clock, PATHS, args.requests, "HTTP")
 
     print("without HTTP:")
     n = args.requests
@@ -152,6 +160,8 @@ async def keeper_statuses(count: int, n: int) -> None:
             f"     {'Keeper.statuses() of ' + str(count):58} "
             f"{describe(time_calls(keeper.statuses, n))}"
         )
+        # The list and the page served from the real keeper (all connections pending).
+        await serve_and_time(keeper, clock, ["/api/v1/connections", "/"], n, "keeper HTTP")
 
 
 if __name__ == "__main__":

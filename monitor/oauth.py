@@ -32,7 +32,8 @@ TOKEN_PATH = "/oauth_token.do"  # noqa: S105 (a path, not a secret)
 MAX_TOKEN_BODY = 64 * 1024
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 # The form is encoded here, once: aiohttp's `data=dict` builds a FormData per request
-# (with a uuid4 multipart boundary), a few per cent of the CPU of a cold start.
+# (with a uuid4 multipart boundary): ~4 % of the samples of
+# `bench.profile_daemon --scenario coldstart` (docs/benchmarks.md).
 _TOKEN_HEADERS: Final = CIMultiDictProxy(
     CIMultiDict({"Accept": "application/json", "Content-Type": FORM_TYPE})
 )
