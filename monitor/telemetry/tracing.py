@@ -45,6 +45,7 @@ from opentelemetry.sdk.trace.export import (
 from yarl import URL
 
 from monitor import __version__
+from monitor.telemetry import otlp_encode
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.settings import TelemetrySettings
 
@@ -192,6 +193,7 @@ def build_exporter(settings: TelemetrySettings) -> SpanExporter | None:
     env_timeout = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TIMEOUT"
     )
+    otlp_encode.install()  # the same bytes, a quarter of the CPU (see otlp_encode)
     return OTLPSpanExporter(
         endpoint=traces_endpoint(settings.otlp_endpoint),
         timeout=None if env_timeout else settings.export_timeout,
