@@ -8,7 +8,9 @@ alone on CPU 1. Measured, daemon only, from /proc:
 
 - cold start: process start -> config loaded (`daemon.started`) -> every connection
   probed once (a Table API answer in the log for each), with the CPU it took, the
-  emulator's CPU meanwhile (which side was the bottleneck) and the scheduler lag;
+  emulator's CPU meanwhile (which side was the bottleneck), the scheduler lag of planned
+  work and the first-run wait (a start's first grants and probes run as slots allow:
+  the wait from the moment each may start to its start);
 - memory: RSS after cold start, per connection, and the peak;
 - an idle window after cold start (at real time no probe is due again for ~4.5 minutes
   and no refresh for ~18): the fleet's fixed cost per second;
@@ -144,6 +146,10 @@ async def step(
             out["cold_start"]["lag"] = {
                 kind: h.lag_from(samples, None, kind)[0] for kind in ("probe", "refresh")
             }
+            out["cold_start"]["first_run_wait"] = {
+                kind: h.lag_from(samples, None, kind, h.FIRST_WAIT)[0]
+                for kind in ("probe", "refresh")
+            }
             out["cold_start"]["telemetry"] = telemetry_counts(samples)
             after_cold = await emulator.totals(session)
             out["cold_start"]["evidence"] = h.evidence_delta(before, after_cold)
@@ -162,6 +168,10 @@ async def step(
             samples, _ = await h.scrape(session, daemon.web_url)
             restart["lag"] = {
                 kind: h.lag_from(samples, None, kind)[0] for kind in ("probe", "refresh")
+            }
+            restart["first_run_wait"] = {
+                kind: h.lag_from(samples, None, kind, h.FIRST_WAIT)[0]
+                for kind in ("probe", "refresh")
             }
             restart["telemetry"] = telemetry_counts(samples)
             restart["rss_bytes"] = h.rss_bytes(daemon.pid)
@@ -214,6 +224,8 @@ def summary_rows(result: dict[str, Any]) -> list[list[object]]:
                 cold["emulator"]["cores"],
                 cold["cpu_ms_per_connection_after_load"],
                 cold["lag"]["probe"]["p99_seconds"],
+                cold["first_run_wait"]["probe"]["p99_seconds"],
+                restart["lag"]["probe"]["p99_seconds"],
                 round(s["memory"]["bytes_per_connection"] / 1024, 2),
                 s["idle_window"]["cores"],
                 s["metrics_scrape"]["seconds"],
@@ -240,6 +252,8 @@ HEADERS = [
     "emu cores",
     "ms/conn",
     "lag p99",
+    "first wait p99",
+    "restart lag p99",
     "KB/conn",
     "idle cores",
     "scrape s",

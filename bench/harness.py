@@ -632,12 +632,16 @@ def lag_summary(cumulative: list[tuple[float, float]]) -> dict[str, object]:
     }
 
 
+LAG: Final = "snowmon_scheduler_lag_seconds"  # planned work: due time to start
+FIRST_WAIT: Final = "snowmon_scheduler_first_run_wait_seconds"  # first runs after a start
+
+
 def lag_from(
-    samples: Samples, before: Samples | None, kind: str
+    samples: Samples, before: Samples | None, kind: str, metric: str = LAG
 ) -> tuple[dict[str, object], list[tuple[float, float]]]:
-    after = buckets(samples, "snowmon_scheduler_lag_seconds", kind=kind)
+    after = buckets(samples, metric, kind=kind)
     if before is not None:
-        after = bucket_delta(after, buckets(before, "snowmon_scheduler_lag_seconds", kind=kind))
+        after = bucket_delta(after, buckets(before, metric, kind=kind))
     return lag_summary(after), after
 
 

@@ -67,7 +67,7 @@ class HttpSettings:
     """The `[http]` section of the configuration."""
 
     connect_timeout: float = 5.0  # pool wait + TCP + TLS
-    request_timeout: float = 15.0  # whole request, body included; also the socket read
+    request_timeout: float = 15.0  # whole request, pool wait and body included
     max_body_bytes: int = 1_048_576
     pool_limit: int = 1000
     pool_limit_per_host: int = 4
@@ -101,11 +101,12 @@ def build_session(settings: HttpSettings, telemetry: Telemetry) -> aiohttp.Clien
         keepalive_timeout=settings.keepalive_timeout,
         ttl_dns_cache=settings.dns_cache_ttl,
     )
+    # No sock_read: `total` already bounds every read, and a read timeout re-arms a timer
+    # on every chunk received.
     timeout = aiohttp.ClientTimeout(
         total=settings.request_timeout,
         connect=settings.connect_timeout,
         sock_connect=settings.connect_timeout,
-        sock_read=settings.request_timeout,
     )
     return aiohttp.ClientSession(
         connector=connector,

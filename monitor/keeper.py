@@ -55,7 +55,7 @@ from monitor.refresher import (
 from monitor.schedule import Job, Scheduler
 from monitor.secret import Secret
 from monitor.store import Store
-from monitor.timing import connection_jitter, first_probe_at
+from monitor.timing import connection_jitter, first_probe_at, keeps_probe_phase
 
 log = logging.getLogger("snowmon.keeper")
 
@@ -257,17 +257,26 @@ class Keeper:
         conn.refresh_job = Job(conn.id, "refresh", functools.partial(self._refresher.run, conn))
         conn.probe_job = Job(conn.id, "probe", functools.partial(self._prober.run, conn))
         first_grant = now + self._rng.random() * min(self._spread, 5.0)
-        self._scheduler.schedule(conn.refresh_job, self._next_refresh(conn, now) or first_grant)
+        refresh = self._next_refresh(conn, now)
+        if refresh is None:
+            self._scheduler.schedule(conn.refresh_job, first_grant)
+        elif refresh <= now:
+            # A grant to make, or a stored token overdue for refresh: a first run, as soon
+            # as a slot is free (see `Scheduler.schedule_first`).
+            self._scheduler.schedule_first(conn.refresh_job, refresh)
+        else:
+            self._scheduler.schedule(conn.refresh_job, refresh)
         # A healthy connection restored from the store keeps its probe phase; any other
-        # is probed within the initial spread (see `timing.first_probe_at`).
+        # is probed within the initial spread (see `timing.first_probe_at`), as a first
+        # run: a fleet larger than the process can probe in the spread waits for slots.
+        interval = conn.settings.probe.interval
         first_probe = first_probe_at(
-            conn.health,
-            interval=conn.settings.probe.interval,
-            now=now,
-            spread=self._spread,
-            draw=self._rng.random(),
+            conn.health, interval=interval, now=now, spread=self._spread, draw=self._rng.random()
         )
-        self._scheduler.schedule(conn.probe_job, first_probe)
+        if keeps_probe_phase(conn.health, interval=interval, now=now):
+            self._scheduler.schedule(conn.probe_job, first_probe)
+        else:
+            self._scheduler.schedule_first(conn.probe_job, first_probe)
 
     def stop(self, conn: Connection) -> None:
         for job in (conn.refresh_job, conn.probe_job):

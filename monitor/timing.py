@@ -84,6 +84,15 @@ def backoff(attempt: int, rng: random.Random, *, until: float | None, now: float
     return delay
 
 
+def keeps_probe_phase(health: Health | None, *, interval: float, now: float) -> bool:
+    """True when a start plans this connection's first probe where the running daemon
+    would have made it (stored `healthy`, probed less than an interval ago); otherwise
+    its first probe is a first run within the initial spread (`first_probe_at`)."""
+    if health is None or health.state is not State.HEALTHY or health.last_probe_at is None:
+        return False
+    return now - health.last_probe_at < interval
+
+
 def first_probe_at(
     health: Health | None, *, interval: float, now: float, spread: float, draw: float
 ) -> float:
@@ -99,11 +108,10 @@ def first_probe_at(
       interval) from now, as on a cold start, so an old store does not burst either.
     """
     soon = now + draw * min(spread, interval)
-    if health is None or health.state is not State.HEALTHY or health.last_probe_at is None:
-        return soon
-    if now - health.last_probe_at >= interval:
-        return soon  # overdue: no jitter may push it further out
-    due = health.last_probe_at + probe_gap(interval, draw)
+    last = health.last_probe_at if health is not None else None
+    if last is None or not keeps_probe_phase(health, interval=interval, now=now):
+        return soon  # overdue, never probed or not healthy: no jitter may push it out
+    due = last + probe_gap(interval, draw)
     if due < now:
         return soon
     return min(due, now + interval)

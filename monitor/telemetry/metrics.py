@@ -46,6 +46,8 @@ from monitor.telemetry.per_connection import ConnectionSeries, written_directly
 HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 # Scheduler lag: from "on time" (a millisecond) to "the process is badly overloaded".
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A start of a large fleet queues first runs for minutes.
+FIRST_WAIT_BUCKETS: Final = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 NOTIFICATION_RESULTS: Final = ("sent", "failed", "dropped", "suppressed")
 SCHEDULER_KINDS: Final = ("probe", "refresh")
@@ -144,6 +146,15 @@ class Metrics:
             registry=r,
         )
         self._scheduler_lag = {kind: lag.labels(kind) for kind in SCHEDULER_KINDS}
+        first_wait = Histogram(
+            "snowmon_scheduler_first_run_wait_seconds",
+            "How long first runs after a start (first grants and probes) waited for a slot"
+            " once they could start, by kind.",
+            ["kind"],
+            buckets=FIRST_WAIT_BUCKETS,
+            registry=r,
+        )
+        self._first_wait = {kind: first_wait.labels(kind) for kind in SCHEDULER_KINDS}
         self._loop_lag = Gauge(
             "snowmon_event_loop_lag_seconds",
             "How late the event loop ran the last lag-watch callback.",
@@ -251,10 +262,10 @@ class Metrics:
             self.series.forget(connection_id)
 
     def scheduler_lag(self, kind: str, seconds: float) -> None:
-        child = self._scheduler_lag.get(kind)
-        if child is None:
-            raise ValueError(f"unknown scheduler kind {kind!r}; expected one of {SCHEDULER_KINDS}")
-        child.observe(seconds)
+        _child(self._scheduler_lag, kind).observe(seconds)
+
+    def first_run_wait(self, kind: str, seconds: float) -> None:
+        _child(self._first_wait, kind).observe(seconds)
 
     def leases(self, held: int, live_replicas: int) -> None:
         """After each lease round of a PostgreSQL fleet."""
@@ -334,3 +345,10 @@ def render(registry: CollectorRegistry, accept_header: str) -> tuple[bytes, str]
     if openmetrics:
         return body.removesuffix(_EOF) + rows + _EOF, content_type
     return body + rows, content_type
+
+
+def _child(children: dict[str, Histogram], kind: str) -> Histogram:
+    child = children.get(kind)
+    if child is None:
+        raise ValueError(f"unknown scheduler kind {kind!r}; expected one of {SCHEDULER_KINDS}")
+    return child

@@ -378,6 +378,121 @@ async def test_a_finished_job_frees_its_slot_at_once() -> None:
     assert time.monotonic() - started < 1.0  # 3 rounds of 10 ms, not an idle wait
 
 
+# --- first runs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("max_in_flight", "first_slots"), [(1, 1), (2, 1), (8, 4), (9, 4)])
+async def test_first_runs_take_at_most_half_the_slots(max_in_flight: int, first_slots: int) -> None:
+    clock = ManualClock()
+    log = Log(clock)
+    scheduler = Scheduler(clock, max_in_flight=max_in_flight)
+    gate = asyncio.Event()
+    for i in range(12):
+        scheduler.schedule_first(log.job(f"f{i}", gate=gate), clock.now())
+    async with running(scheduler):
+        await until(lambda: len(log.starts) == first_slots)
+        await settle()
+        assert scheduler.in_flight == first_slots
+        gate.set()
+        await until(lambda: len(log.ends) == 12)
+    assert log.peak == first_slots
+    assert log.keys() == [f"f{i}" for i in range(12)]  # in the order they were queued
+
+
+async def test_planned_jobs_start_beside_and_before_waiting_first_runs() -> None:
+    clock = ManualClock()
+    log = Log(clock)
+    lags: list[tuple[str, float]] = []
+    waits: list[tuple[str, float]] = []
+    scheduler = Scheduler(
+        clock,
+        max_in_flight=4,
+        on_lag=lambda k, lag: lags.append((k, lag)),
+        on_first_wait=lambda k, wait: waits.append((k, wait)),
+    )
+    gate = asyncio.Event()
+    for i in range(10):
+        scheduler.schedule_first(log.job(f"first{i}", gate=gate), clock.now())
+    async with running(scheduler):
+        await until(lambda: len(log.starts) == 2)
+        for i in range(2):
+            scheduler.schedule(log.job(f"planned{i}", "refresh", gate=gate), clock.now())
+        await until(lambda: len(log.starts) == 4)
+        await settle()
+        assert sorted(log.keys()) == ["first0", "first1", "planned0", "planned1"]
+        gate.set()
+        await until(lambda: len(log.ends) == 12)
+    assert lags == [("refresh", 0.0), ("refresh", 0.0)]  # first runs report no lag...
+    assert waits == [("probe", 0.0)] * 10  # ...but their wait (a ManualClock's is 0)
+
+
+async def test_first_run_wait_is_measured_from_the_moment_it_could_start() -> None:
+    clock = ScaledClock(speed=1000.0)
+    waits: list[tuple[str, float]] = []
+    scheduler = Scheduler(
+        clock, max_in_flight=2, on_first_wait=lambda k, wait: waits.append((k, wait))
+    )
+    log = Log(clock)
+    scheduler.schedule_first(log.job("x", "refresh"), clock.now() - 300.0)  # 0.3 s ago
+    async with running(scheduler):
+        await until(lambda: len(log.ends) == 1)
+    ((kind, wait),) = waits
+    assert kind == "refresh"
+    assert 0.3 <= wait < 0.8
+
+
+async def test_a_first_run_waits_for_its_moment() -> None:
+    clock = ManualClock(start=0.0)
+    log = Log(clock)
+    scheduler = Scheduler(clock, max_in_flight=10)
+    scheduler.schedule_first(log.job("late"), 50.0)
+    scheduler.schedule_first(log.job("early"), 10.0)
+    async with running(scheduler):
+        await settle()
+        assert log.starts == []
+        clock.advance(10)
+        await until(lambda: len(log.starts) == 1)
+        await settle()
+        assert log.keys() == ["early"]
+        clock.advance(40)
+        await until(lambda: len(log.starts) == 2)
+    assert log.starts == [("early", 10.0), ("late", 50.0)]
+
+
+@pytest.mark.parametrize("then", ["schedule", "cancel"])
+async def test_a_queued_first_run_yields_to_a_later_plan_or_cancel(then: str) -> None:
+    clock = ManualClock(start=0.0)
+    log = Log(clock)
+    scheduler = Scheduler(clock, max_in_flight=10)
+    job = log.job("x", following=lambda: None)
+    scheduler.schedule_first(job, 5.0)
+    if then == "schedule":
+        scheduler.schedule(job, 20.0)
+    else:
+        scheduler.cancel(job)
+    async with running(scheduler):
+        for step in (5.0, 10.0, 20.0, 30.0):
+            clock.advance(step - clock.now())
+            await settle()
+    assert log.starts == ([("x", 20.0)] if then == "schedule" else [])
+
+
+async def test_a_first_run_of_a_running_job_is_planned_after_the_run() -> None:
+    clock = ManualClock(start=0.0)
+    log = Log(clock)
+    scheduler = Scheduler(clock, max_in_flight=10)
+    gate = asyncio.Event()
+    job = log.job("x", gate=gate, following=lambda: None)
+    scheduler.schedule(job, 0.0)
+    async with running(scheduler):
+        await until(lambda: len(log.starts) == 1)
+        scheduler.schedule_first(job, 1.0)
+        gate.set()
+        clock.advance(1.0)
+        await until(lambda: len(log.starts) == 2)
+    assert log.starts == [("x", 0.0), ("x", 1.0)]
+
+
 # --- lag ----------------------------------------------------------------------------------
 
 
