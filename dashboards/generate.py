@@ -850,6 +850,20 @@ def daemon() -> Json:
             ],
         ),
         timeseries(
+            "First runs after a start",
+            "How long a start's first grants and probes waited for a slot once they could"
+            " start (99th percentile by kind). A large fleet starts as fast as the process"
+            " goes: this is the start's progress, not lag.",
+            "s",
+            [
+                target(
+                    "histogram_quantile(0.99, sum by (kind, le) (rate("
+                    f"snowmon_scheduler_first_run_wait_seconds_bucket{{{SEL}}}[{RATE}])))",
+                    "{{kind}} wait p99",
+                ),
+            ],
+        ),
+        timeseries(
             "Event-loop lag",
             "How late the asyncio event loop ran a callback that asked to run on time"
             " (highest value per interval). Tens of milliseconds delay every request of the"

@@ -22,6 +22,7 @@ from monitor.model import (
     TokenResult,
     TokenSet,
 )
+from monitor.probe import ProbeRequest
 from monitor.schedule import Job
 from monitor.secret import Secret
 from monitor.timing import can_renew_refresh
@@ -87,7 +88,7 @@ class Connection:
     retry_at: float | None = None  # no token request before this (backoff)
     owned: bool = True  # False while another replica holds its lease
     owner: str = ""  # the replica working on it, as last seen
-    probe_url: str | None = None  # the probe request's URL, built on first use
+    probe_request: ProbeRequest | None = None  # built on first use
     # Expiry times of the token another replica holds (PostgreSQL fleets, not owned).
     remote_times: TokenTimes | None = None
     # The last snapshot `status()` built, and what it was built from: the status API

@@ -50,7 +50,7 @@ __all__ = [
     "USER_AGENT",
     "BodyTooLarge",
     "HttpSettings",
-    "Resend",
+    "RequestNote",
     "build_session",
     "classify_target",
     "read_body",
@@ -76,11 +76,19 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Resend:
-    """`trace_request_ctx` for a request that repeats an earlier one: `count` becomes the
-    span's `http.request.resend_count` (1 for the first retry)."""
+class RequestNote:
+    """`trace_request_ctx` of a request: what the hooks need not work out again.
 
-    count: int
+    `resend` > 0 marks a repeat of an earlier request: the span's
+    `http.request.resend_count` (1 for the first retry). `shown` and `target` are the
+    request URL as `redact_url` shows it and its `classify_target`, from a caller that
+    sends the same URL over and over (the probe) and worked them out once; redirect hops
+    are always worked out from their own URL.
+    """
+
+    resend: int = 0
+    shown: str | None = None
+    target: str | None = None
 
 
 class BodyTooLarge(Exception):
@@ -237,12 +245,16 @@ class _Hooks:
         self.tracer = tracer
         self.metrics = metrics
 
-    def begin(self, st: _RequestState, method: str, url: URL, resend: int) -> None:
+    def begin(
+        self, st: _RequestState, method: str, url: URL, resend: int, note: RequestNote | None
+    ) -> None:
         method = method.upper()
         known = method if method in _METHODS else "_OTHER"
         st.method = known
-        st.url = redact_url(url)
-        st.target = classify_target(url)
+        shown = note.shown if note is not None else None
+        st.url = shown if shown is not None else redact_url(url)
+        target = note.target if note is not None else None
+        st.target = target if target is not None else classify_target(url)
         st.resend = resend
         st.start = time.perf_counter()
         attrs: dict[str, str | int] = {
@@ -317,7 +329,10 @@ class _Hooks:
         st.connection = CONNECTION.get()
         st.held = 0
         note = st.trace_request_ctx
-        self.begin(st, params.method, params.url, note.count if isinstance(note, Resend) else 0)
+        if isinstance(note, RequestNote):
+            self.begin(st, params.method, params.url, note.resend, note)
+        else:
+            self.begin(st, params.method, params.url, 0, None)
 
     async def on_connection_acquired(
         self,
@@ -350,7 +365,7 @@ class _Hooks:
             target = params.url.join(URL(location))
         except ValueError:
             target = params.url  # aiohttp raises InvalidUrlRedirectClientError next
-        self.begin(st, method, target, st.resend + 1)
+        self.begin(st, method, target, st.resend + 1, None)
 
     async def on_request_end(
         self,

@@ -14,15 +14,43 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from yarl import URL
 
 from monitor import servicenow
 from monitor.clock import Clock
-from monitor.http import BodyTooLarge, Resend, read_body, transport_failure
+from monitor.http import (
+    BodyTooLarge,
+    RequestNote,
+    classify_target,
+    read_body,
+    transport_failure,
+)
 from monitor.model import ProbeReason, ProbeResult
 from monitor.secret import Secret
+from monitor.telemetry.redact import redact_url
 
 MAX_PROBE_BODY = 256 * 1024
 _TRANSPORT_REASONS = {reason.value: reason for reason in ProbeReason}
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRequest:
+    """What every probe of one connection sends, worked out once: the URL, the hooks'
+    note (the URL as shown, its target) and the `probe` span's attributes."""
+
+    url: str
+    note: RequestNote
+    span_attributes: Mapping[str, str]
+
+    @classmethod
+    def build(cls, connection_id: str, target: ProbeTarget) -> ProbeRequest:
+        url = target.url()
+        parsed = URL(url)
+        return cls(
+            url,
+            RequestNote(shown=redact_url(parsed), target=classify_target(parsed)),
+            {"snowmon.connection": connection_id, "server.address": parsed.raw_host or ""},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +74,21 @@ class ProbeTarget:
 
 async def probe(
     session: aiohttp.ClientSession,
-    url: str,
+    request: ProbeRequest | str,
     token: Secret,
     clock: Clock,
     *,
     deadline: float,
     resend: int = 0,
 ) -> ProbeResult:
-    """One probe request; `resend` > 0 for a repeat of an earlier one (the span's
-    `http.request.resend_count`)."""
+    """One probe request (a `ProbeRequest`, or a bare URL); `resend` > 0 for a repeat of
+    an earlier one (the span's `http.request.resend_count`)."""
+    if isinstance(request, str):
+        url, note = request, RequestNote(resend=resend)
+    else:
+        url = request.url
+        shown = request.note
+        note = RequestNote(resend, shown.shown, shown.target) if resend else shown
     started_at = clock.now()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -62,9 +96,7 @@ async def probe(
     try:
         async with (
             asyncio.timeout_at(deadline),
-            session.get(
-                url, headers=headers, trace_request_ctx=Resend(resend) if resend else None
-            ) as resp,
+            session.get(url, headers=headers, trace_request_ctx=note) as resp,
         ):
             body = await read_body(resp, MAX_PROBE_BODY)
             status = resp.status

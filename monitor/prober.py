@@ -12,7 +12,6 @@ import asyncio
 import logging
 import random
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 from opentelemetry import trace
@@ -23,7 +22,7 @@ from monitor.connection import Connection
 from monitor.credentials import Credentials
 from monitor.health_log import HealthLog
 from monitor.model import Grant, HistoryEntry, HistoryKind, ProbeReason, ProbeResult, TokenSet
-from monitor.probe import ProbeTarget, probe
+from monitor.probe import ProbeRequest, ProbeTarget, probe
 from monitor.telemetry.context import CONNECTION
 from monitor.timing import probe_gap, usable
 
@@ -73,8 +72,7 @@ class Prober:
             CONNECTION.reset(token)
 
     async def probe(self, conn: Connection) -> ProbeResult:
-        host = urlsplit(conn.info.instance_url).hostname or ""
-        attributes = {"snowmon.connection": conn.id, "server.address": host}
+        attributes = self._request(conn).span_attributes
         with self._tracer.start_as_current_span("probe", attributes=attributes) as span:
             result = await self._once(conn, allow_grant=True)
             if result.reason is ProbeReason.AUTH_REJECTED:
@@ -128,13 +126,22 @@ class Prober:
             return ProbeResult(ProbeReason.NO_TOKEN, now, 0.0, None, detail)
         return await self._with(conn, tokens)
 
-    async def _with(self, conn: Connection, tokens: TokenSet, *, resend: int = 0) -> ProbeResult:
-        p = conn.settings.probe
-        url = conn.probe_url
-        if url is None:
+    @staticmethod
+    def _request(conn: Connection) -> ProbeRequest:
+        request = conn.probe_request
+        if request is None:
+            p = conn.settings.probe
             target = ProbeTarget(conn.settings.instance_url, p.table, p.query, p.fields)
-            url = conn.probe_url = target.url()
-        deadline = asyncio.get_running_loop().time() + p.timeout
+            request = conn.probe_request = ProbeRequest.build(conn.id, target)
+        return request
+
+    async def _with(self, conn: Connection, tokens: TokenSet, *, resend: int = 0) -> ProbeResult:
+        deadline = asyncio.get_running_loop().time() + conn.settings.probe.timeout
         return await probe(
-            self._session, url, tokens.access_token, self._clock, deadline=deadline, resend=resend
+            self._session,
+            self._request(conn),
+            tokens.access_token,
+            self._clock,
+            deadline=deadline,
+            resend=resend,
         )

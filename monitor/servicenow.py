@@ -21,8 +21,9 @@ DETAIL_MAX = 200
 
 
 def is_hibernating(body: bytes) -> bool:
-    head = body[:65536]
-    return any(marker in head for marker in _HIBERNATION_MARKERS)
+    head = body if len(body) <= 65536 else body[:65536]
+    first, second = _HIBERNATION_MARKERS
+    return first in head or second in head
 
 
 def looks_like_html(body: bytes, content_type: str) -> bool:

@@ -24,7 +24,7 @@ from monitor.http import (
     CONNECTION,
     BodyTooLarge,
     HttpSettings,
-    Resend,
+    RequestNote,
     build_session,
     classify_target,
     read_body,
@@ -312,7 +312,7 @@ async def test_error_status_marks_span_and_counts_with_exemplar(
 async def test_resend_count_comes_from_trace_request_ctx(
     session: aiohttp.ClientSession, base: URL, spans: InMemorySpanExporter
 ) -> None:
-    async with session.post(base / "oauth_token.do", trace_request_ctx=Resend(2)):
+    async with session.post(base / "oauth_token.do", trace_request_ctx=RequestNote(resend=2)):
         pass
     async with session.post(base / "oauth_token.do"):
         pass

@@ -13,11 +13,14 @@ from pathlib import Path
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from yarl import URL
 
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.emulator import Emulator, FleetOptions
+from monitor.probe import ProbeTarget
 from monitor.telemetry import Telemetry, TelemetrySettings
+from monitor.telemetry.redact import redact_url
 from tests.daemon.configs import write_config
 
 
@@ -80,6 +83,14 @@ async def test_operation_spans_from_a_real_run(tmp_path: Path) -> None:
         gets = [c for c in _children(spans, span) if c.kind is SpanKind.CLIENT]
         assert gets, "a probe without its HTTP request span"
         assert all(c.name == "GET" for c in gets)
+        # The probe's URL as shown is worked out once per connection (`ProbeRequest`):
+        # the same as the hooks would show for the URL actually requested.
+        (instance,) = [i for i in emu.instances if i.name == attrs["snowmon.connection"]]
+        sent = URL(ProbeTarget(instance.base_url).url())
+        for get in gets:
+            get_attrs = dict(get.attributes or {})
+            assert get_attrs["url.full"] == redact_url(sent)
+            assert get_attrs["server.address"] == attrs["server.address"] == sent.raw_host
 
     grants = [s for s in spans if s.name == "token.grant"]
     assert {dict(s.attributes or {})["snowmon.connection"] for s in grants} >= {
