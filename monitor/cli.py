@@ -118,7 +118,7 @@ def _run(path: Path, replica: str | None) -> int:
             "config.warnings_suppressed",
             extra={"detail": suppressed, "count": len(loaded.warnings) - len(shown)},
         )
-    daemon = Daemon(cfg, replica=replica)
+    daemon = Daemon(cfg, replica=replica, owns_process=True)
     return asyncio.run(_serve(daemon.run(), daemon.stop))
 
 
