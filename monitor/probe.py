@@ -36,20 +36,22 @@ _TRANSPORT_REASONS = {reason.value: reason for reason in ProbeReason}
 @dataclass(frozen=True, slots=True)
 class ProbeRequest:
     """What every probe of one connection sends, worked out once: the URL, the hooks'
-    note (the URL as shown, its target) and the `probe` span's attributes."""
+    note (the URL as shown, its target) and the host. Kept per connection, so small: the
+    URL as shown is the URL itself unless redaction changed it."""
 
     url: str
     note: RequestNote
-    span_attributes: Mapping[str, str]
+    host: str
 
     @classmethod
-    def build(cls, connection_id: str, target: ProbeTarget) -> ProbeRequest:
+    def build(cls, target: ProbeTarget) -> ProbeRequest:
         url = target.url()
         parsed = URL(url)
+        shown = redact_url(parsed)
         return cls(
             url,
-            RequestNote(shown=redact_url(parsed), target=classify_target(parsed)),
-            {"snowmon.connection": connection_id, "server.address": parsed.raw_host or ""},
+            RequestNote(shown=url if shown == url else shown, target=classify_target(parsed)),
+            parsed.raw_host or "",
         )
 
 

@@ -72,7 +72,7 @@ class Prober:
             CONNECTION.reset(token)
 
     async def probe(self, conn: Connection) -> ProbeResult:
-        attributes = self._request(conn).span_attributes
+        attributes = {"snowmon.connection": conn.id, "server.address": self._request(conn).host}
         with self._tracer.start_as_current_span("probe", attributes=attributes) as span:
             result = await self._once(conn, allow_grant=True)
             if result.reason is ProbeReason.AUTH_REJECTED:
@@ -132,7 +132,7 @@ class Prober:
         if request is None:
             p = conn.settings.probe
             target = ProbeTarget(conn.settings.instance_url, p.table, p.query, p.fields)
-            request = conn.probe_request = ProbeRequest.build(conn.id, target)
+            request = conn.probe_request = ProbeRequest.build(target)
         return request
 
     async def _with(self, conn: Connection, tokens: TokenSet, *, resend: int = 0) -> ProbeResult:
