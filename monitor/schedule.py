@@ -25,8 +25,8 @@ import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 from monitor.clock import Clock
 
@@ -53,12 +53,14 @@ class Job:
     rerun_at: float | None = None
 
 
-@dataclass(order=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):
+    """A heap entry. Ordered as a tuple, by `due` then `seq`; `seq` is unique, so the job
+    is never compared (and the comparison runs in C, not in a generated `__lt__`)."""
+
     due: float
     seq: int
-    job: Job = field(compare=False)
-    generation: int = field(compare=False)
+    job: Job
+    generation: int
 
 
 class Scheduler:
