@@ -8,6 +8,10 @@ each part in a loop, in this process, pinned to the benchmark's CPU:
   (ParentBased(ALWAYS_ON)), ended into a span processor that drops them, so the export
   is left out: `start_as_current_span`, `start_span` with the request's attributes,
   `set_attribute`, `end()`;
+- `sdk spans + export queue`: the same, ended into the daemon's span processor
+  (`BoundedSpanProcessor` around the SDK's batch processor, as `monitor.telemetry`
+  sets it up) with an exporter that sends nothing: the queue, its lock and the export
+  thread's hand-off;
 - `minimal spans`: the same API calls on plain slotted span objects (ids from
   `random.getrandbits`, the context attached and detached the same way): what any
   tracer implementing the OpenTelemetry API would at least cost;
@@ -16,13 +20,19 @@ each part in a loop, in this process, pinned to the benchmark's CPU:
   of 512;
 - `log line`: one `http.request` line through the daemon's JSON formatter into memory.
 
+The collector runs with the thresholds `snowmon run` sets (`monitor.daemon.GC_THRESHOLDS`)
+unless `--default-gc`: spans waiting in the export queue are live objects that every
+young collection walks again, which the defaults do every 700 allocations.
+
     .venv/bin/python -m bench.span_cost                  # 30,000 probes a part (~15 s)
     .venv/bin/python -m bench.span_cost --probes 5000    # quicker
+    .venv/bin/python -m bench.span_cost --default-gc     # Python's GC thresholds
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import logging
 import random
@@ -35,13 +45,15 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider, sampling
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from bench import harness as h
+from monitor.daemon import GC_THRESHOLDS
 from monitor.telemetry.logs import configure_logging
 from monitor.telemetry.otlp_encode import encode_spans_bytes
+from monitor.telemetry.tracing import BoundedSpanProcessor
 
 URL = "http://127.0.0.5:40001/api/now/table/sys_user?sysparm_limit=1&sysparm_fields=sys_id"
 CLIENT_ATTRIBUTES: Mapping[str, str | int] = {
@@ -60,6 +72,11 @@ PROBE_ATTRIBUTES: Mapping[str, str] = {
 class _Drop(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         pass
+
+
+class _Nowhere(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 class _MinimalSpan(trace.Span):
@@ -183,8 +200,11 @@ def encoding(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probes", type=int, default=30_000)
+    parser.add_argument("--default-gc", action="store_true")
     args = parser.parse_args()
     h.pin(h.SUT_CPU)
+    if not args.default_gc:
+        gc.set_threshold(*GC_THRESHOLDS)
     provider = TracerProvider(sampler=sampling.ParentBased(sampling.ALWAYS_ON))
     provider.add_span_processor(_Drop())
     spans = finished_spans(args.probes)
@@ -199,9 +219,14 @@ def main() -> int:
         "outcome": "2xx",
         "connection": "dev00042",
     }
+    queued = TracerProvider(sampler=sampling.ParentBased(sampling.ALWAYS_ON))
+    queued.add_span_processor(BoundedSpanProcessor(_Nowhere(), None))
     try:
         parts = {
             "sdk spans": per_probe(sdk_probe(provider.get_tracer("snowmon")), args.probes),
+            "sdk spans + export queue": per_probe(
+                sdk_probe(queued.get_tracer("snowmon")), args.probes
+            ),
             "minimal spans": per_probe(minimal_probe, args.probes),
             "encode (ours)": encoding(spans, encode_spans_bytes),
             "encode (official)": encoding(
@@ -211,11 +236,13 @@ def main() -> int:
         }
     finally:
         logging.getLogger().removeHandler(handler)
+        queued.shutdown()
     result: dict[str, Any] = {
         "bench": "span_cost",
         "command": h.command_line(),
         "machine": h.machine(),
         "probes": args.probes,
+        "gc_thresholds": gc.get_threshold(),
         "cpu_us_per_probe": parts,
     }
     path = h.save("span_cost", result)
