@@ -99,12 +99,7 @@ class Scheduler:
         if job.running:
             job.rerun_at = at if job.rerun_at is None else min(job.rerun_at, at)
             return
-        job.generation += 1
-        job.due = at
-        entry = _Entry(at, next(self._seq), job, job.generation)
-        heapq.heappush(self._heap, entry)
-        if self._heap[0] is entry:
-            self._wake.set()
+        self._push(self._heap, job, at)
 
     def schedule_first(self, job: Job, not_before: float) -> None:
         """Queue the first run of `job`: from `not_before` on, as soon as a slot is free
@@ -115,11 +110,15 @@ class Scheduler:
         if job.running:
             self.schedule(job, not_before)
             return
+        self._push(self._first, job, not_before)
+
+    def _push(self, heap: list[_Entry], job: Job, at: float) -> None:
+        """Plan `job` at `at` in `heap`; its entries elsewhere are stale from now on."""
         job.generation += 1
-        job.due = not_before
-        entry = _Entry(not_before, next(self._seq), job, job.generation)
-        heapq.heappush(self._first, entry)
-        if self._first[0] is entry:
+        job.due = at
+        entry = _Entry(at, next(self._seq), job, job.generation)
+        heapq.heappush(heap, entry)
+        if heap[0] is entry:
             self._wake.set()
 
     def cancel(self, job: Job) -> None:
@@ -155,26 +154,27 @@ class Scheduler:
 
     def _start_due(self, group: asyncio.TaskGroup) -> None:
         now = self._clock.now()
-        heap = self._heap
-        while heap and heap[0].due <= now and len(self._in_flight) < self._max_in_flight:
+        self._start_from(self._heap, self._max_in_flight, self._on_lag, group, now)
+        self._start_from(self._first, self._first_limit, self._on_first_wait, group, now)
+
+    def _start_from(
+        self,
+        heap: list[_Entry],
+        limit: int,
+        report: Callable[[str, float], None] | None,
+        group: asyncio.TaskGroup,
+        now: float,
+    ) -> None:
+        """Start the due jobs of `heap` while fewer than `limit` run; `report` gets how
+        long each waited past its moment (lag, or a first run's wait)."""
+        while heap and heap[0].due <= now and len(self._in_flight) < limit:
             entry = heapq.heappop(heap)
             job = entry.job
             if entry.generation != job.generation:
                 continue  # rescheduled or cancelled since
             job.due = None
-            if self._on_lag is not None:
-                self._on_lag(job.kind, self._clock.real_seconds(now - entry.due))
-            job.running = True
-            self._in_flight[job] = group.create_task(self._execute(job), name=job.key)
-        first = self._first
-        while first and first[0].due <= now and len(self._in_flight) < self._first_limit:
-            entry = heapq.heappop(first)
-            job = entry.job
-            if entry.generation != job.generation:
-                continue
-            job.due = None
-            if self._on_first_wait is not None:
-                self._on_first_wait(job.kind, self._clock.real_seconds(now - entry.due))
+            if report is not None:
+                report(job.kind, self._clock.real_seconds(now - entry.due))
             job.running = True
             self._in_flight[job] = group.create_task(self._execute(job), name=job.key)
 
