@@ -34,7 +34,7 @@ import importlib
 import operator
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -51,6 +51,9 @@ _ENCODER_NAME: Final = "encode_spans"
 
 # Bounds of the memo dicts: cleared wholesale when full (cheap, and the working set
 # refills in one batch).
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
 _KV_CACHE_MAX: Final = 100_000
 _NAME_CACHE_MAX: Final = 10_000
 _BLOCK_CACHE_MAX: Final = 1_000
@@ -161,24 +164,27 @@ def _key_value(key: str, value: object) -> bytes:
 _KV_CACHE: dict[tuple[str, type, object], bytes] = {}
 
 
+def _remember(cache: dict[_K, _V], key: _K, value: _V, limit: int) -> _V:
+    """Put `value` in a bounded cache (emptied when full) and return it."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _span_attribute(key: str, value: object) -> bytes:
     """KeyValue framed as a Span.attributes entry; memoized for scalar values."""
     vtype = type(value)
-    if (vtype is str or vtype is int or vtype is bool or (vtype is float and value)) and type(
-        key
-    ) is str:
-        cache_key = (key, vtype, value)
-        cached = _KV_CACHE.get(cache_key)
+    cacheable = vtype is str or vtype is int or vtype is bool or (vtype is float and value)
+    if cacheable and type(key) is str:
+        cached = _KV_CACHE.get((key, vtype, value))
         if cached is not None:
             return cached
-        encoded = _key_value(key, value)
-        framed = b"\x4a" + _varint(len(encoded)) + encoded
-        if len(_KV_CACHE) >= _KV_CACHE_MAX:
-            _KV_CACHE.clear()
-        _KV_CACHE[cache_key] = framed
-        return framed
     encoded = _key_value(key, value)
-    return b"\x4a" + _varint(len(encoded)) + encoded
+    framed = b"\x4a" + _varint(len(encoded)) + encoded
+    if cacheable and type(key) is str:
+        _remember(_KV_CACHE, (key, vtype, value), framed, _KV_CACHE_MAX)
+    return framed
 
 
 def _attributes(attributes: Mapping[str, object] | None, tag: bytes) -> list[bytes]:
@@ -208,9 +214,7 @@ def _resource_block(resource: Resource) -> tuple[bytes, bytes]:
     body = b"".join(_attributes(resource.attributes, b"\x0a"))
     head = b"\x0a" + _varint(len(body)) + body
     tail = _string_field(b"\x1a", resource.schema_url)
-    if len(_RESOURCE_CACHE) >= _BLOCK_CACHE_MAX:
-        _RESOURCE_CACHE.clear()
-    _RESOURCE_CACHE[id(resource)] = (resource, head, tail)
+    _remember(_RESOURCE_CACHE, id(resource), (resource, head, tail), _BLOCK_CACHE_MAX)
     return head, tail
 
 
@@ -230,9 +234,7 @@ def _scope_block(scope: InstrumentationScope | None) -> tuple[bytes, bytes]:
     )
     head = b"\x0a" + _varint(len(body)) + body
     tail = _string_field(b"\x1a", scope.schema_url)
-    if len(_SCOPE_CACHE) >= _BLOCK_CACHE_MAX:
-        _SCOPE_CACHE.clear()
-    _SCOPE_CACHE[id(scope)] = (scope, head, tail)
+    _remember(_SCOPE_CACHE, id(scope), (scope, head, tail), _BLOCK_CACHE_MAX)
     return head, tail
 
 
@@ -267,10 +269,7 @@ _NAME_CACHE: dict[str, bytes] = {}
 def _name_field(name: str) -> bytes:
     cached = _NAME_CACHE.get(name)
     if cached is None:
-        cached = _string_field(b"\x2a", name)
-        if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
-            _NAME_CACHE.clear()
-        _NAME_CACHE[name] = cached
+        cached = _remember(_NAME_CACHE, name, _string_field(b"\x2a", name), _NAME_CACHE_MAX)
     return cached
 
 
@@ -377,14 +376,7 @@ def _span_fields(
     if end:
         parts += (b"\x41", _pack_fixed64(end))
     if attributes:
-        cache = _KV_CACHE
-        for key, value in attributes.items():
-            vtype = type(value)
-            if vtype is str or vtype is int or vtype is bool or (vtype is float and value):
-                cached = cache.get((key, vtype, value))
-                parts.append(_span_attribute(key, value) if cached is None else cached)
-            else:
-                parts.append(_span_attribute(key, value))
+        parts += _attributes(attributes, b"\x4a")
     if dropped_attributes:
         parts.append(_uint32_field(b"\x50", dropped_attributes))
     if events:
