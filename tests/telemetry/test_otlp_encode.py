@@ -98,6 +98,15 @@ def minimal(spans: Spans) -> None:
     spans.tracer().start_span("probe").end()
 
 
+def beside_a_real_span(**fields: Any) -> tuple[ReadableSpan, ReadableSpan]:
+    """A real SDK span, and a hand-made one with its context and `fields`."""
+    spans = Spans()
+    minimal(spans)
+    (span,) = spans.collect()
+    fields.setdefault("instrumentation_scope", span.instrumentation_scope)
+    return span, ReadableSpan(context=span.context, resource=RESOURCE, **fields)
+
+
 def kinds(spans: Spans) -> None:
     tracer = spans.tracer()
     for kind in SpanKind:
@@ -401,17 +410,8 @@ def test_grouping_follows_first_appearance() -> None:
 
 
 def test_span_without_scope(fallbacks: list[int]) -> None:
-    spans = Spans()
-    minimal(spans)
-    (span,) = spans.collect()
-    bare = ReadableSpan(
-        name="bare",
-        context=span.context,
-        resource=RESOURCE,
-        attributes={"k": "v"},
-        instrumentation_scope=None,
-        start_time=1,
-        end_time=2,
+    span, bare = beside_a_real_span(
+        name="bare", attributes={"k": "v"}, instrumentation_scope=None, start_time=1, end_time=2
     )
     assert_same_as_official([span, bare, span])
     assert fallbacks == []
@@ -479,15 +479,9 @@ def test_unencodable_values_fall_back(attributes: dict[str, Any], fallbacks: lis
 
 
 def test_type_the_sdk_would_not_produce_falls_back(fallbacks: list[int]) -> None:
-    spans = Spans()
-    minimal(spans)
-    (span,) = spans.collect()
-    odd = ReadableSpan(
+    _, odd = beside_a_real_span(
         name="hand-made",
-        context=span.context,
-        resource=RESOURCE,
         attributes={"set": frozenset({1}), "ok": "v"},  # the official encoder drops "set"
-        instrumentation_scope=span.instrumentation_scope,
     )
     request = assert_same_as_official([odd])
     assert [kv.key for kv in request.resource_spans[0].scope_spans[0].spans[0].attributes] == ["ok"]
@@ -495,12 +489,7 @@ def test_type_the_sdk_would_not_produce_falls_back(fallbacks: list[int]) -> None
 
 
 def test_raises_where_the_official_encoder_raises() -> None:
-    spans = Spans()
-    minimal(spans)
-    (span,) = spans.collect()
-    bad = ReadableSpan(
-        name="\ud800", context=span.context, resource=RESOURCE, instrumentation_scope=None
-    )
+    _, bad = beside_a_real_span(name="\ud800", instrumentation_scope=None)
     with pytest.raises(Exception) as official:  # noqa: PT011 - whatever protobuf raises
         encode_spans([bad]).SerializePartialToString()
     with pytest.raises(type(official.value)):
