@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -76,21 +76,17 @@ class ProbeTarget:
 
 async def probe(
     session: aiohttp.ClientSession,
-    request: ProbeRequest | str,
+    request: ProbeRequest,
     token: Secret,
     clock: Clock,
     *,
     deadline: float,
     resend: int = 0,
 ) -> ProbeResult:
-    """One probe request (a `ProbeRequest`, or a bare URL); `resend` > 0 for a repeat of
-    an earlier one (the span's `http.request.resend_count`)."""
-    if isinstance(request, str):
-        url, note = request, RequestNote(resend=resend)
-    else:
-        url = request.url
-        shown = request.note
-        note = RequestNote(resend, shown.shown, shown.target) if resend else shown
+    """One probe request; `resend` > 0 for a repeat of an earlier one (the span's
+    `http.request.resend_count`)."""
+    url = request.url
+    note = replace(request.note, resend=resend) if resend else request.note
     started_at = clock.now()
     loop = asyncio.get_running_loop()
     started = loop.time()
