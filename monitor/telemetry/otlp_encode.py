@@ -3,14 +3,14 @@
 Why this exists: the OpenTelemetry exporter serializes a batch with
 `encode_spans(spans).SerializePartialToString()` from
 `opentelemetry-exporter-otlp-proto-common`, which builds a protobuf message object for
-every span, attribute, `AnyValue`, event, link and status before serializing. Profiling the
-daemon measured that at ~29 µs per span, 6-9 % of its CPU. Our spans repeat the same
+every span, attribute, `AnyValue`, event, link and status before serializing: ~26 µs a
+span, 6-9 % of the daemon's CPU in its profiles (docs/benchmarks.md). Our spans repeat the same
 attribute key/value pairs (`http.request.method=GET`, `server.address=<host>`,
 `url.full=<per-connection url>`, `snowmon.connection=<id>`), the same resource and the
 same instrumentation scope, so this module writes the wire format with plain bytes joins
 and memoizes the encoded bytes of repeated attributes, resources and scopes. It reads
-spans through their public properties only. On 20,000 spans shaped like ours (batches of
-512) it measured ~7.3 µs per span against ~26.5 µs for the official encoder.
+spans through their public properties only. `.venv/bin/python -m bench.span_cost` times
+both on a probe's two spans (batches of 512): ~15 µs against ~52 µs.
 
 `encode_spans_bytes(spans)` returns the serialized `ExportTraceServiceRequest`. It mirrors
 `opentelemetry.exporter.otlp.proto.common._internal.trace_encoder` of the installed
