@@ -286,6 +286,7 @@ def _site_url(runner: web.AppRunner, host: str) -> str:
 # the older ones more rarely): each request makes a few hundred short-lived objects that
 # reference counting frees anyway, and every collection also walks what survived. A cold
 # start of 20,000 connections measured 0.83 ms of CPU per request with the defaults and
-# 0.64 ms with these (`bench.profile_daemon --scenario coldstart --connections 20000`); the
+# 0.64 ms with these (`bench.profile_daemon --scenario coldstart --connections 20000`, with
+# `--code` of commit d9999ee for the defaults; docs/benchmarks.md); the
 # price is cyclic garbage living a little longer (a few MB at most).
 GC_THRESHOLDS: Final = (50_000, 20, 100)
