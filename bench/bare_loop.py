@@ -8,6 +8,14 @@ counts the status. `bench.compare` runs it pinned to a CPU and reads its CPU fro
     .venv/bin/python -m bench.bare_loop --targets targets.json --rate 333 --seconds 60
 
 `targets.json`: `[[url, bearer_token], ...]`. Prints one JSON line when done.
+
+`--coldstart fleet.json` is the floor of a cold start instead: for every instance of the
+emulator's `/admin/fleet` list, a password grant and then one probe with the token it
+got, as fast as the loop goes, at most `--concurrency` instances at once (the daemon's
+first runs take half of `max_in_flight`, 256 by default). `bench.fleet_scale --floor`
+runs it beside the daemon's cold start, on the same CPU and emulator.
+
+    .venv/bin/python -m bench.bare_loop --coldstart fleet.json --concurrency 256
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.harness import paced
+from bench.harness import PROBE_QUERY, paced
 
 
 async def run(targets: list[list[str]], rate: float, seconds: float) -> dict[str, object]:
@@ -53,14 +61,73 @@ async def run(targets: list[list[str]], rate: float, seconds: float) -> dict[str
     return {"event": "bare_done", **pacing, "statuses": statuses}
 
 
+async def coldstart(instances: list[dict[str, str]], concurrency: int) -> dict[str, object]:
+    statuses: dict[str, int] = {}
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=30)
+    timeout = aiohttp.ClientTimeout(total=15, connect=5)
+    queue = iter(instances)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers={"User-Agent": "snowmon/0.1.0"},
+        cookie_jar=aiohttp.DummyCookieJar(),
+    ) as session:
+
+        def count(key: str) -> None:
+            statuses[key] = statuses.get(key, 0) + 1
+
+        async def connect(instance: dict[str, str]) -> None:
+            base = instance["base_url"]
+            form = {
+                "grant_type": "password",
+                "client_id": instance["client_id"],
+                "client_secret": instance["client_secret"],
+                "username": instance["username"],
+                "password": instance["password"],
+            }
+            headers = {"Accept": "application/json"}
+            async with session.post(f"{base}/oauth_token.do", data=form, headers=headers) as r:
+                body = await r.json()
+            if r.status != 200:
+                count(f"grant {r.status}")
+                return
+            headers["Authorization"] = f"Bearer {body['access_token']}"
+            async with session.get(base + PROBE_QUERY, headers=headers) as response:
+                await response.read()
+                count(str(response.status))
+
+        async def worker() -> None:
+            for instance in queue:  # shared iterator: each instance once
+                try:
+                    await connect(instance)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    count(type(exc).__name__)
+
+        sys.stdout.write(json.dumps({"event": "bare_ready"}) + "\n")
+        sys.stdout.flush()
+        began = asyncio.get_running_loop().time()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(concurrency, len(instances))):
+                group.create_task(worker())
+        seconds = asyncio.get_running_loop().time() - began
+    return {"event": "bare_done", "seconds": round(seconds, 3), "statuses": statuses}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--targets", type=Path, required=True)
-    parser.add_argument("--rate", type=float, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--targets", type=Path)
+    parser.add_argument("--rate", type=float)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--coldstart", type=Path, help="the emulator's /admin/fleet list")
+    parser.add_argument("--concurrency", type=int, default=256)
     args = parser.parse_args()
-    targets = json.loads(args.targets.read_text())
-    result = asyncio.run(run(targets, args.rate, args.seconds))
+    if args.coldstart is not None:
+        fleet = json.loads(args.coldstart.read_text())
+        result = asyncio.run(coldstart(fleet["instances"], args.concurrency))
+    elif args.targets is None or args.rate is None or args.seconds is None:
+        parser.error("--targets, --rate and --seconds, or --coldstart")
+    else:
+        result = asyncio.run(run(json.loads(args.targets.read_text()), args.rate, args.seconds))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

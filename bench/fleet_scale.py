@@ -18,7 +18,11 @@ alone on CPU 1. Measured, daemon only, from /proc:
 - restart with the full store: load (tokens decrypted from SQLite), then every
   connection probed again, without a single new grant (emulator evidence), and the CPU
   per 1,000 probes of that burst;
-- emulator evidence over the step: expired access tokens used, overlapping refreshes.
+- emulator evidence over the step: expired access tokens used, overlapping refreshes;
+- with `--floor`, the floor of a cold start: `bench.bare_loop --coldstart` (bare aiohttp,
+  no telemetry, no scheduler, no store) makes the same password grant and first probe
+  for every connection on the same CPU and emulator, after the daemon's runs; snowmon's
+  cold start after its load is reported as a multiple of it, in seconds and in CPU.
 
 At real time this run holds no refresh and no steady probe rate; `fleet_rate` measures
 those on a compressed clock.
@@ -26,6 +30,7 @@ those on a compressed clock.
     .venv/bin/python -m bench.fleet_scale                  # 1k, 10k, 100k (~10 min)
     .venv/bin/python -m bench.fleet_scale --quick          # 2k at speed 10 (< 1 min)
     .venv/bin/python -m bench.fleet_scale --steps 100000 --window 30
+    .venv/bin/python -m bench.fleet_scale --steps 20000 --floor
 
 Prints one JSON object (also saved under bench/results/), then a table.
 """
@@ -36,6 +41,7 @@ import argparse
 import asyncio
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -72,6 +78,34 @@ async def run_daemon_until_probed(daemon: h.Daemon, n: int, limit: float) -> dic
         "cpu_seconds_after_load": round(after_load, 3),
         "probe_requests": daemon.log.probe_requests,
         "probe_statuses": {str(k): v for k, v in daemon.log.probe_statuses.items()},
+    }
+
+
+async def coldstart_floor(
+    emulator: h.Emulator, session: aiohttp.ClientSession, n: int, workdir: Path, limit: float
+) -> dict[str, Any]:
+    """The bare aiohttp cold start of the same fleet, on the daemon's CPU."""
+    fleet = workdir / "fleet.json"
+    fleet.write_text(h.json_dumps(await emulator.get(session, f"/admin/fleet?limit={n}")))
+    process = await h.spawn(
+        [h.PYTHON, "-m", "bench.bare_loop", "--coldstart", str(fleet)],
+        cpu=h.SUT_CPU, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(limit):
+            await h.read_json_line(process, "the bare cold start")
+            meter = h.Meter(process.pid).start()
+            emulator_meter = h.Meter(emulator.pid, cpu=h.CONTROL_CPU).start()
+            done = await h.read_json_line(process, "the bare cold start")
+            used, emulator_used = meter.read(), emulator_meter.read()
+    finally:
+        await h.stop(process, 10)
+    return {
+        "seconds": done["seconds"],
+        "daemon": used,
+        "emulator": emulator_used,
+        "cpu_ms_per_connection": round(used["cpu_seconds"] / n * 1e3, 3),
+        "statuses": done["statuses"],
     }
 
 
@@ -183,6 +217,17 @@ async def step(
             await daemon.close()
         if not args.keep:
             daemon.log.path.unlink(missing_ok=True)
+        if args.floor:
+            h.log(f"{n}: the floor, a bare aiohttp cold start")
+            floor = await coldstart_floor(emulator, session, n, workdir, limit)
+            cold = out["cold_start"]
+            after_load = cold["all_probed_seconds"] - cold["config_and_store_load_seconds"]
+            floor["snowmon_seconds_after_load"] = round(after_load, 3)
+            floor["snowmon_x_floor_seconds"] = round(after_load / floor["seconds"], 3)
+            floor["snowmon_x_floor_cpu"] = round(
+                cold["cpu_seconds_after_load"] / floor["daemon"]["cpu_seconds"], 3
+            )
+            out["floor"] = floor
         whole = h.evidence_delta(before, await emulator.totals(session))
         out["evidence"] = {
             "expired_token_uses": whole["expired_token_uses"],
@@ -266,6 +311,32 @@ HEADERS = [
 ]
 
 
+FLOOR_HEADERS = [
+    "conns",
+    "snowmon s",
+    "bare s",
+    "x seconds",
+    "snowmon ms/conn",
+    "bare ms/conn",
+    "x cpu",
+    "bare emu cores",
+]
+
+
+def floor_row(s: dict[str, Any]) -> list[object]:
+    floor, cold = s["floor"], s["cold_start"]
+    return [
+        s["connections"],
+        floor["snowmon_seconds_after_load"],
+        floor["seconds"],
+        floor["snowmon_x_floor_seconds"],
+        cold["cpu_ms_per_connection_after_load"],
+        floor["cpu_ms_per_connection"],
+        floor["snowmon_x_floor_cpu"],
+        floor["emulator"]["cores"],
+    ]
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     h.pin(h.CONTROL_CPU)
     result: dict[str, Any] = {
@@ -297,6 +368,9 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0, help="idle window, seconds")
     parser.add_argument("--limit-seconds", type=float, default=600.0, help="per phase")
     parser.add_argument("--keep", action="store_true", help="keep logs, store and config")
+    parser.add_argument(
+        "--floor", action="store_true", help="also a bare aiohttp cold start of each step"
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 connections at speed 10")
     args = parser.parse_args()
     if args.quick:
@@ -306,6 +380,10 @@ def main() -> int:
     print(h.json_dumps(result))
     print()
     print(h.table(HEADERS, summary_rows(result)))
+    floors = [s for s in result["steps"] if "floor" in s]
+    if floors:
+        print()
+        print(h.table(FLOOR_HEADERS, [floor_row(s) for s in floors]))
     if result["marginal_memory"]:
         m = result["marginal_memory"]
         print(f"\nmarginal memory {m['from']} -> {m['to']}: {m['bytes_per_connection']} B/conn")
