@@ -31,9 +31,11 @@ import aiohttp
 from bench.harness import PROBE_QUERY, paced
 
 
-async def run(targets: list[list[str]], rate: float, seconds: float) -> dict[str, object]:
+async def run(
+    targets: list[list[str]], rate: float, seconds: float, keepalive: float
+) -> dict[str, object]:
     statuses: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=30)
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=keepalive)
     timeout = aiohttp.ClientTimeout(total=15, connect=5)
     headers = [
         {"Accept": "application/json", "Authorization": f"Bearer {token}"} for _, token in targets
@@ -120,6 +122,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--coldstart", type=Path, help="the emulator's /admin/fleet list")
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--keepalive", type=float, default=30.0, help="seconds, as the daemon's")
     args = parser.parse_args()
     if args.coldstart is not None:
         fleet = json.loads(args.coldstart.read_text())
@@ -127,7 +130,8 @@ def main() -> int:
     elif args.targets is None or args.rate is None or args.seconds is None:
         parser.error("--targets, --rate and --seconds, or --coldstart")
     else:
-        result = asyncio.run(run(json.loads(args.targets.read_text()), args.rate, args.seconds))
+        targets = json.loads(args.targets.read_text())
+        result = asyncio.run(run(targets, args.rate, args.seconds, args.keepalive))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -10,7 +10,12 @@ and the scheduler's own jitter spreads the fleet over the interval after a few d
 cycles (one cycle = 3 s). What does not scale: the lag is in wall seconds, so a
 refresh's slack before the 5-minute line is 100 times shorter than in real life (a
 harsher test), and the heap and memory are those of N connections (`fleet_scale`
-measures 100,000 at real time).
+measures 100,000 at real time). Nor does the keep-alive of idle HTTP connections: it runs
+on the wall clock. At real time a connection is probed every 5 minutes and kept alive
+30 s, so every probe and nearly every refresh opens a new TCP connection; at speed 100
+(a probe every 3 s of wall time) a 30 s keep-alive would reuse every one. The daemon
+therefore runs with `[http] keepalive_timeout = 1` (`--keepalive`, the smallest it
+takes; 0.3 s would be the exact scale), which brings back the real regime.
 
 Three variants, each with its own emulator and daemon (CPU 1 for the daemon alone):
 - `mixed`: the design load; measures cores, lag and refreshes in time;
@@ -27,6 +32,7 @@ minutes left. Scrapes happen outside the CPU window.
     .venv/bin/python -m bench.fleet_rate                       # 3 variants, ~8 min
     .venv/bin/python -m bench.fleet_rate --quick               # mixed only, < 1 min
     .venv/bin/python -m bench.fleet_rate --connections 1000 --speed 100 --variants mixed
+    .venv/bin/python -m bench.fleet_rate --variants mixed --keepalive 30   # reuse connections
 """
 
 from __future__ import annotations
@@ -108,6 +114,7 @@ async def variant(
         "equivalent_connections_at_real_time": round(n * speed),
         "access_lifespan": access,
         "probe_interval": 86_400.0 if name == "refreshes" else PROBE_INTERVAL,
+        "keepalive_seconds": args.keepalive,
     }
     try:
         port = h.free_port()
@@ -115,6 +122,7 @@ async def variant(
             web_port=port,
             max_in_flight=args.max_in_flight,
             probe_interval=86_400.0 if name == "refreshes" else None,
+            keepalive=args.keepalive,
         )
         config = h.daemon_config(emulator.config, workdir / "daemon.toml", options)
         first = await emulator.totals(session)
@@ -286,6 +294,12 @@ def main() -> int:
     parser.add_argument("--sample-seconds", type=float, default=20.0)
     parser.add_argument("--sample-every", type=float, default=1.0)
     parser.add_argument("--max-in-flight", type=int, default=None)
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=1.0,
+        help="[http] keepalive_timeout of the daemon, wall seconds (30: reuse every connection)",
+    )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="mixed only, short windows")
     args = parser.parse_args()

@@ -320,6 +320,7 @@ class DaemonOptions:
     per_connection_metrics: bool = True
     probe_interval: float | None = None
     sample_ratio: float | None = None
+    keepalive: float | None = None  # [http] keepalive_timeout; None: the daemon's default
 
 
 def daemon_config(fleet_config: Path, out: Path, options: DaemonOptions) -> Path:
@@ -346,6 +347,8 @@ def daemon_config(fleet_config: Path, out: Path, options: DaemonOptions) -> Path
         *([f"sample_ratio = {options.sample_ratio!r}"] if options.sample_ratio is not None else []),
         "",
     ]
+    if options.keepalive is not None:
+        extra += ["[http]", f"keepalive_timeout = {float(options.keepalive)!r}", ""]
     if options.probe_interval is not None:
         timeout = min(10.0, options.probe_interval / 2)  # must stay below the interval
         extra += [
