@@ -8,22 +8,49 @@ token), then times `monitor.telemetry.render` (the handler's work) for the class
 format and for OpenMetrics, with `per_connection_metrics` on and off. The rows' values
 are formatted when written (building the fleet, not timed), as in the daemon.
 
+`--serve` adds one whole scrape per fleet size, as Prometheus makes it: the daemon's
+`/metrics` handler (`monitor.web.app.metrics`) on an aiohttp server on loopback, read by
+a client in another process. Measured in this process: CPU (user and system: render,
+copies, page faults and the socket writes), and how far the scrape raised the peak RSS
+above the RSS before it (the peak is reset first through /proc/self/clear_refs). With
+`PYTHONPATH=DIR` it measures the code in DIR/monitor instead (its renderer, whole or in
+chunks, whichever it has).
+
     .venv/bin/python -m bench.scrape_bench                  # 1k, 10k, 100k (~1 min)
     .venv/bin/python -m bench.scrape_bench --quick          # 1k, 10k
+    .venv/bin/python -m bench.scrape_bench --serve --connections 100000
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
+import os
 import time
+from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bench import harness as h
 from monitor.model import Grant, ProbeReason, ProbeResult, State, TokenSet
 from monitor.secret import Secret
+from monitor.telemetry import metrics as metrics_module
 from monitor.telemetry.metrics import Metrics, render
+from monitor.web import app as web_app
+from monitor.web.keys import METRICS_RENDER
+
+# The client of `--serve`: reads the whole body, prints its size.
+CLIENT = (
+    "import sys, urllib.request\n"
+    "with urllib.request.urlopen(sys.argv[1], timeout=120) as r:\n"
+    "    n = 0\n"
+    "    while chunk := r.read(1 << 20):\n"
+    "        n += len(chunk)\n"
+    "print(n)\n"
+)
 
 T0 = 1_800_000_000.0
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -78,11 +105,62 @@ def measure(n: int, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _reset_peak_rss() -> None:
+    """VmHWM back to the current RSS (Linux: /proc/<pid>/clear_refs, "5")."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise ValueError(f"no {field} in /proc/self/status")
+
+
+async def served(n: int) -> dict[str, Any]:
+    """One scrape of the /metrics handler over loopback, per-connection series on."""
+    registry = fleet_metrics(n, per_connection=True).registry
+    # Trees before the chunked renderer hand the handler one piece.
+    renderer = getattr(metrics_module, "render_chunks", None) or render
+    app = web.Application()
+    app[METRICS_RENDER] = lambda accept: renderer(registry, accept)
+    app.router.add_get("/metrics", web_app.metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = h.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        gc.collect()
+        rss_before = _status_kb("VmRSS")
+        _reset_peak_rss()
+        before = os.times()
+        client = await asyncio.create_subprocess_exec(
+            h.PYTHON, "-c", CLIENT, f"http://127.0.0.1:{port}/metrics",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await client.communicate()
+        after = os.times()
+        peak = _status_kb("VmHWM")
+    finally:
+        await runner.cleanup()
+    return {
+        "connections": n,
+        "bytes": int(out),
+        "user_seconds": round(after.user - before.user, 3),
+        "system_seconds": round(after.system - before.system, 3),
+        "cpu_seconds": round(after.user + after.system - before.user - before.system, 3),
+        "rss_before_mb": round(rss_before / 1024, 1),
+        "peak_rise_mb": round((peak - rss_before) / 1024, 1),
+        "code": h.tree_digest(Path(metrics_module.__file__).parents[1]),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--serve", action="store_true", help="also a whole scrape over HTTP")
     args = parser.parse_args()
     if args.quick:
         args.connections, args.repeat = [1000, 10_000], 2
@@ -93,6 +171,8 @@ def main() -> int:
         "machine": h.machine(),
         "rows": [row for n in args.connections for row in measure(n, args.repeat)],
     }
+    if args.serve:
+        result["served"] = [asyncio.run(served(n)) for n in args.connections]
     path = h.save("scrape_bench", result)
     print(h.json_dumps(result))
     print()
@@ -111,6 +191,24 @@ def main() -> int:
             ],
         )
     )
+    if args.serve:
+        print()
+        print(
+            h.table(
+                ["connections", "MB sent", "CPU s", "user s", "system s", "peak rise MB"],
+                [
+                    [
+                        r["connections"],
+                        round(r["bytes"] / 2**20, 2),
+                        r["cpu_seconds"],
+                        r["user_seconds"],
+                        r["system_seconds"],
+                        r["peak_rise_mb"],
+                    ]
+                    for r in result["served"]
+                ],
+            )
+        )
     print(f"\nsaved {path.relative_to(h.ROOT)}")
     return 0
 

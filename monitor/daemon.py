@@ -38,7 +38,7 @@ from monitor.store import Store
 from monitor.store.crypto import Keyring
 from monitor.store.factory import open_store
 from monitor.store.postgres import PostgresStore
-from monitor.telemetry import Metrics, Telemetry, TelemetrySettings, render
+from monitor.telemetry import Metrics, Telemetry, TelemetrySettings, render_chunks
 from monitor.telemetry.loopwatch import watch_event_loop
 from monitor.web.app import build_app
 from monitor.web.settings import WebSettings
@@ -233,7 +233,7 @@ class Daemon:
         app = build_app(
             fleet=keeper,
             readiness=_Readiness(store, scheduler, keeper),
-            metrics_render=lambda accept: render(telemetry.registry, accept),
+            metrics_render=lambda accept: render_chunks(telemetry.registry, accept),
             settings=WebSettings(
                 read_tokens=web_cfg.read_tokens,
                 admin_tokens=web_cfg.admin_tokens,

@@ -325,26 +325,37 @@ _EOF: Final = b"# EOF\n"
 
 
 def render(registry: CollectorRegistry, accept_header: str) -> tuple[bytes, str]:
-    """The exposition of `registry` and its content type: OpenMetrics (with exemplars) when
-    the Accept header asks for it, else the classic text format (no exemplars).
+    """The exposition of `registry` in one piece; see `render_chunks`."""
+    chunks, content_type = render_chunks(registry, accept_header)
+    return b"".join(chunks), content_type
+
+
+def render_chunks(registry: CollectorRegistry, accept_header: str) -> tuple[list[bytes], str]:
+    """The exposition of `registry`, in the order to send its chunks, and its content
+    type: OpenMetrics (with exemplars) when the Accept header asks for it, else the
+    classic text format (no exemplars).
 
     prometheus_client writes every metric but the per-connection series, whose rows are
     written directly as text after all other families (before OpenMetrics' `# EOF`), as
-    prometheus_client would write them: the same bytes, 10-20 x faster at 100k connections.
-    Escaping schemes that rename metrics (`dots`, `values`) leave all to prometheus_client."""
+    prometheus_client would write them: the same bytes, 10-20 x faster at 100k
+    connections. Sent chunk by chunk (`/metrics` streams them), the 54 MB of a 100k
+    fleet are never joined into one buffer. Escaping schemes that rename metrics
+    (`dots`, `values`) leave all to prometheus_client."""
     encoder, content_type = choose_encoder(accept_header)
     _, found, escaping = content_type.partition("escaping=")
     if found and escaping not in (UNDERSCORES, ALLOWUTF8):
-        return encoder(registry), content_type
+        return [encoder(registry)], content_type
     with written_directly() as skipped:
         body = encoder(registry)
     if not skipped:
-        return body, content_type
+        return [body], content_type
     openmetrics = content_type.startswith(OPENMETRICS)
-    rows = "".join(series.exposition(openmetrics=openmetrics) for series in skipped).encode()
+    chunks = [body.removesuffix(_EOF) if openmetrics else body]
+    for series in skipped:
+        chunks.extend(series.exposition(openmetrics=openmetrics))
     if openmetrics:
-        return body.removesuffix(_EOF) + rows + _EOF, content_type
-    return body + rows, content_type
+        chunks.append(_EOF)
+    return chunks, content_type
 
 
 def _child(children: dict[str, Histogram], kind: str) -> Histogram:

@@ -36,6 +36,7 @@ from monitor.web.keys import (
     PENDING,
     READINESS,
     SETTINGS,
+    MetricsRender,
 )
 from monitor.web.openapi import build_openapi
 from monitor.web.pending import PendingAuthorizations
@@ -84,11 +85,19 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     # Rendering a large fleet's per-connection series takes seconds: keep it off the loop.
     render = request.app[METRICS_RENDER]
-    body, content_type = await asyncio.to_thread(render, request.headers.get("Accept", ""))
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    chunks, content_type = await asyncio.to_thread(render, request.headers.get("Accept", ""))
+    # Chunk by chunk, with its length known: never one copy of the whole exposition.
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.content_length = sum(len(chunk) for chunk in chunks)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -112,12 +121,12 @@ def build_app(
     *,
     fleet: FleetView,
     readiness: Readiness,
-    metrics_render: Callable[[str], tuple[bytes, str]],
+    metrics_render: MetricsRender,
     settings: WebSettings,
     clock: Clock,
     tracer_provider: TracerProvider | None,
 ) -> web.Application:
-    """The whole web app. `metrics_render(accept_header) -> (body, content_type)`."""
+    """The whole web app. `metrics_render(accept_header) -> (chunks, content_type)`."""
     gate = Gate(settings.read_tokens, settings.admin_tokens)
     if gate.anonymous_read:
         log.warning("web.no_tokens", extra={"detail": "reading is open; admin actions refused"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -13,7 +13,8 @@ from monitor.web.pending import PendingAuthorizations
 from monitor.web.ports import FleetView, Readiness
 from monitor.web.settings import WebSettings
 
-MetricsRender = Callable[[str], tuple[bytes, str]]
+# accept header -> (the exposition's chunks, in order; its content type)
+MetricsRender = Callable[[str], tuple[Sequence[bytes], str]]
 
 FLEET: Final = web.AppKey[FleetView]("snowmon.fleet")
 READINESS: Final = web.AppKey[Readiness]("snowmon.readiness")

@@ -12,7 +12,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily
 
 from monitor.model import ProbeReason, ProbeResult, State
-from monitor.telemetry import Metrics, render
+from monitor.telemetry import Metrics, render, render_chunks
 from monitor.telemetry import per_connection as pc
 
 NOW = 1_800_000_000.0
@@ -150,6 +150,20 @@ def test_render_writes_the_rows_itself(accept: str, monkeypatch: pytest.MonkeyPa
     body, _ = render(ours, accept)
     assert body == expected
     assert body.count(b"# EOF") == (1 if b"# EOF" in expected else 0)
+
+
+@pytest.mark.parametrize("accept", DIRECT)
+@pytest.mark.parametrize("rows_per_chunk", [1, 3, 4096])
+def test_rows_in_chunks_are_the_same_bytes(
+    accept: str, rows_per_chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pc, "ROWS_PER_CHUNK", rows_per_chunk)
+    ours, theirs = registries()
+    chunks, _ = render_chunks(ours, accept)
+    assert b"".join(chunks) == choose_encoder(accept)[0](theirs)
+    assert all(chunks)  # no empty writes
+    # after prometheus_client's part: a family's header (2 lines), or one slice of rows
+    assert max(chunk.count(b"\n") for chunk in chunks[1:]) <= max(2, rows_per_chunk)
 
 
 @pytest.mark.parametrize("accept", DIRECT)

@@ -233,10 +233,12 @@ class FakeReadiness:
         return dict(self.checks)
 
 
-def render_metrics(accept: str) -> tuple[bytes, str]:
+def render_metrics(accept: str) -> tuple[list[bytes], str]:
+    """The exposition in chunks, as `render_chunks` gives it: /metrics must send them all,
+    in order."""
     if "application/openmetrics-text" in accept:
         return (
-            b"# TYPE snowmon_up gauge\nsnowmon_up 1\n# EOF\n",
+            [b"# TYPE snowmon_up gauge\n", b"snowmon_up 1\n", b"# EOF\n"],
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-    return b"snowmon_up 1\n", "text/plain; version=0.0.4; charset=utf-8"
+    return [b"snowmon_up", b" 1\n"], "text/plain; version=0.0.4; charset=utf-8"

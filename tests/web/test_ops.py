@@ -70,12 +70,21 @@ async def test_readyz_when_the_check_hangs(
 async def test_metrics_keep_the_renderers_content_type(client: Client) -> None:
     plain = await client.get("/metrics")
     assert plain.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert plain.headers["Content-Length"] == str(len(b"snowmon_up 1\n"))
+    assert "Transfer-Encoding" not in plain.headers
     assert await plain.read() == b"snowmon_up 1\n"
     open_metrics = await client.get(
         "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
     )
     assert open_metrics.headers["Content-Type"].startswith("application/openmetrics-text")
     assert (await open_metrics.read()).endswith(b"# EOF\n")
+
+
+async def test_metrics_head_has_the_length_and_no_body(client: Client) -> None:
+    head = await client.head("/metrics")
+    assert head.status == 200
+    assert head.headers["Content-Length"] == str(len(b"snowmon_up 1\n"))
+    assert await head.read() == b""
 
 
 async def test_unknown_path_and_wrong_method_are_json(client: Client) -> None:
