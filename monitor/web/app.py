@@ -89,14 +89,20 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     # Rendering a large fleet's per-connection series takes seconds: keep it off the loop.
     render = request.app[METRICS_RENDER]
     chunks, content_type = await asyncio.to_thread(render, request.headers.get("Accept", ""))
-    # Chunk by chunk, with its length known: never one copy of the whole exposition.
+    # Chunk by chunk, with its length known: never one copy of the whole exposition. A
+    # HEAD renders it too, for its length.
     response = web.StreamResponse(headers={"Content-Type": content_type})
     response.content_length = sum(len(chunk) for chunk in chunks)
-    await response.prepare(request)
-    if request.method != "HEAD":
-        for chunk in chunks:
-            await response.write(chunk)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD":  # aiohttp would send a HEAD's body written here
+            for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:  # reset, or aiohttp's "Connection lost" while draining
+        # The scraper gave up (its scrape timeout) while a large fleet's exposition was
+        # on the way: nothing to answer, and nothing wrong with the daemon.
+        log.info("web.metrics_client_gone", extra={"content_length": response.content_length})
     return response
 
 

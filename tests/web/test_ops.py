@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,6 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from monitor.clock import ManualClock
 from monitor.web import app as web_app
+from monitor.web.keys import METRICS_RENDER
 from tests.web.conftest import ADMIN, READ, Client, bearer, make_app, serve
 from tests.web.fakes import FakeFleet, FakeReadiness
 
@@ -80,11 +82,59 @@ async def test_metrics_keep_the_renderers_content_type(client: Client) -> None:
     assert (await open_metrics.read()).endswith(b"# EOF\n")
 
 
+async def _raw(port: int, request: bytes, *, read: bool = True) -> bytes:
+    """Send `request` on a plain socket; what came back until the server closed it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await reader.read() if read else await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def test_metrics_head_has_the_length_and_no_body(client: Client) -> None:
-    head = await client.head("/metrics")
-    assert head.status == 200
-    assert head.headers["Content-Length"] == str(len(b"snowmon_up 1\n"))
-    assert await head.read() == b""
+    port = client.server.port
+    assert port is not None
+    answer = await _raw(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nContent-Length: 13\r\n" in head + b"\r\n"  # len(b"snowmon_up 1\n")
+    assert rest == b""  # not one byte of body after the headers
+
+
+async def test_a_scraper_that_hangs_up_mid_exposition_is_no_server_error(
+    fleet: FakeFleet, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A large fleet's exposition outlasts a scraper's timeout: the handler stops writing,
+    logs the hang-up and raises nothing (no 500, no `web.unhandled_error`). Served like
+    the daemon serves it (aiohttp's test server would cancel the handler instead)."""
+    caplog.set_level(logging.INFO, logger="monitor.web")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = make_app(fleet, clock, tracer_provider=provider)
+    app[METRICS_RENDER] = lambda accept: ([b"#" * 1_048_575 + b"\n"] * 64, "text/plain")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        headers = await _raw(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", read=False)
+        assert headers.startswith(b"HTTP/1.1 200 ")
+        async with asyncio.timeout(10):  # the handler ends once a write meets the hang-up
+            while not exporter.get_finished_spans():  # noqa: ASYNC110 - the SDK's export
+                await asyncio.sleep(0.01)
+    finally:
+        await runner.cleanup()
+        provider.shutdown()
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is not StatusCode.ERROR
+    events = [r.getMessage() for r in caplog.records]
+    assert "web.metrics_client_gone" in events
+    assert "web.unhandled_error" not in events
 
 
 async def test_unknown_path_and_wrong_method_are_json(client: Client) -> None:
