@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -63,9 +64,11 @@ async def run(
     return {"event": "bare_done", **pacing, "statuses": statuses}
 
 
-async def coldstart(instances: list[dict[str, str]], concurrency: int) -> dict[str, object]:
+async def coldstart(
+    instances: list[dict[str, str]], concurrency: int, keepalive: float
+) -> dict[str, object]:
     statuses: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=30)
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=keepalive)
     timeout = aiohttp.ClientTimeout(total=15, connect=5)
     queue = iter(instances)
     async with aiohttp.ClientSession(
@@ -89,10 +92,10 @@ async def coldstart(instances: list[dict[str, str]], concurrency: int) -> dict[s
             }
             headers = {"Accept": "application/json"}
             async with session.post(f"{base}/oauth_token.do", data=form, headers=headers) as r:
+                if r.status != 200:
+                    count(f"grant {r.status}")
+                    return
                 body = await r.json()
-            if r.status != 200:
-                count(f"grant {r.status}")
-                return
             headers["Authorization"] = f"Bearer {body['access_token']}"
             async with session.get(base + PROBE_QUERY, headers=headers) as response:
                 await response.read()
@@ -107,12 +110,19 @@ async def coldstart(instances: list[dict[str, str]], concurrency: int) -> dict[s
 
         sys.stdout.write(json.dumps({"event": "bare_ready"}) + "\n")
         sys.stdout.flush()
-        began = asyncio.get_running_loop().time()
+        began, cpu = asyncio.get_running_loop().time(), os.times()
         async with asyncio.TaskGroup() as group:
             for _ in range(min(concurrency, len(instances))):
                 group.create_task(worker())
         seconds = asyncio.get_running_loop().time() - began
-    return {"event": "bare_done", "seconds": round(seconds, 3), "statuses": statuses}
+        used = os.times()
+    return {
+        "event": "bare_done",
+        "seconds": round(seconds, 3),
+        # this process's CPU over exactly that time, all threads
+        "cpu_seconds": round(used.user + used.system - cpu.user - cpu.system, 3),
+        "statuses": statuses,
+    }
 
 
 def main() -> int:
@@ -126,7 +136,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.coldstart is not None:
         fleet = json.loads(args.coldstart.read_text())
-        result = asyncio.run(coldstart(fleet["instances"], args.concurrency))
+        result = asyncio.run(coldstart(fleet["instances"], args.concurrency, args.keepalive))
     elif args.targets is None or args.rate is None or args.seconds is None:
         parser.error("--targets, --rate and --seconds, or --coldstart")
     else:

@@ -33,8 +33,11 @@ Connections: with the defaults (2,000 instances, one probe each every 6 s, keep-
 design point (100,000 connections, a probe each every 5 minutes) none does: an idle
 connection is closed after 30 s, so every probe opens a new TCP connection (and, against
 a real instance, a TLS session). `--keepalive 1` (bare loop and daemon alike) brings
-that regime to the benchmark's rate: the interval stays longer than the keep-alive.
-blackbox_exporter opens a new connection for every probe in both.
+that regime to the benchmark's rate: the interval stays longer than the keep-alive, and
+every instance gets a socket of its own (else, past 250 instances, instances share the
+emulator's sockets, and a pool per host:port would keep a connection alive for all that
+share one). blackbox_exporter opens a new connection for every probe in both. The
+emulator counts the TCP connections it accepts: "conn/req" in the table.
 
 Per contender, a window after a warm-up: its CPU from /proc (all threads), the probes
 the emulator answered in the window (its own count), the emulator's CPU. Rounds
@@ -162,6 +165,7 @@ class Round:
             if answered
             else None,
             "token_requests": evidence["token_requests"],
+            "connections_per_request": h.connections_per_request(evidence),
         }
 
 
@@ -309,8 +313,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         },
         "rounds": [],
     }
+    own_sockets = args.keepalive < args.interval  # a new connection per probe
+    result["own_sockets"] = own_sockets
     emulator = await h.Emulator.start(
-        workdir, args.instances, access_lifespan=NEVER, refresh_lifespan=2 * NEVER
+        workdir,
+        args.instances,
+        access_lifespan=NEVER,
+        refresh_lifespan=2 * NEVER,
+        own_sockets=own_sockets,
     )
     sink = await h.Sink.start()
     try:
@@ -371,6 +381,7 @@ HEADERS = [
     "RSS MB",
     "lag p99",
     "spans dropped",
+    "conn/req",
     "noise s",
 ]
 
@@ -391,12 +402,14 @@ def rows(result: dict[str, Any]) -> list[list[object]]:
                     round(m["rss_bytes"] / 2**20, 1),
                     m.get("lag_probe", {}).get("p99_seconds"),
                     m.get("spans_dropped"),
+                    m.get("connections_per_request"),
                     m["other_on_cpu_seconds"],
                 ]
             )
     for name, m in result["median"].items():
         out.append(
-            ["median", name, None, None, m["cpu_us_per_probe"], m["ratio_to_bare"]] + [None] * 5
+            ["median", name, None, None, m["cpu_us_per_probe"], m["ratio_to_bare"]]
+            + [None] * (len(HEADERS) - 6)
         )
     return out
 

@@ -15,7 +15,9 @@ on the wall clock. At real time a connection is probed every 5 minutes and kept 
 30 s, so every probe and nearly every refresh opens a new TCP connection; at speed 100
 (a probe every 3 s of wall time) a 30 s keep-alive would reuse every one. The daemon
 therefore runs with `[http] keepalive_timeout = 1` (`--keepalive`, the smallest it
-takes; 0.3 s would be the exact scale), which brings back the real regime.
+takes; 0.3 s would be the exact scale) against an emulator that gives every instance a
+socket of its own, which brings back the real regime; the emulator's count of accepted
+TCP connections per request ("conn/req") shows it.
 
 Three variants, each with its own emulator and daemon (CPU 1 for the daemon alone):
 - `mixed`: the design load; measures cores, lag and refreshes in time;
@@ -106,6 +108,9 @@ async def variant(
         speed=speed,
         access_lifespan=access,
         refresh_lifespan=2 * NEVER if name == "probes" else None,
+        # a socket per instance, as real instances are hosts of their own: a pool per
+        # host:port shared by several instances would keep their connections alive
+        own_sockets=args.keepalive < PROBE_INTERVAL / speed,
     )
     out: dict[str, Any] = {
         "variant": name,
@@ -156,7 +161,8 @@ async def variant(
                 "probes_per_second": round(delta["probes"] / wall, 1),
                 "refreshes_per_second": round(delta["refreshes"] / wall, 1),
                 "lag": {k: h.lag_from(after, before, k)[0] for k in ("probe", "refresh")},
-                "evidence": h.evidence_delta(evidence0, evidence1),
+                "evidence": (evidence := h.evidence_delta(evidence0, evidence1)),
+                "connections_per_request": h.connections_per_request(evidence),
                 "event_loop_lag_seconds_last": h.total(after, "snowmon_event_loop_lag_seconds"),
             }
             cpu = used["cpu_seconds"]
@@ -228,6 +234,7 @@ HEADERS = [
     "left min s",
     "expired",
     "overlaps",
+    "conn/req",
     "noise s",
 ]
 
@@ -256,6 +263,7 @@ def rows(result: dict[str, Any]) -> list[list[object]]:
                 timing.get("left_seconds_min"),
                 v["evidence"]["expired_token_uses"],
                 v["evidence"]["refresh_overlaps"],
+                w["connections_per_request"],
                 w["other_on_cpu_seconds"],
             ]
         )

@@ -250,12 +250,16 @@ class Emulator:
         access_lifespan: int | None = None,
         refresh_lifespan: int | None = None,
         cpu: int = CONTROL_CPU,
+        own_sockets: bool = False,
     ) -> Emulator:
+        """`own_sockets`: every instance on a socket of its own, as real instances are
+        hosts of their own (else, past 250 instances, they share 250 sockets and a
+        client's per-host pool keeps a connection alive for several instances)."""
         config = workdir / "fleet.toml"
+        addressing = "hosts" if own_sockets else "prefix" if instances > 250 else "auto"
         args = [
             PYTHON, "-m", "monitor.emulator", "--instances", str(instances),
-            "--config-out", str(config), "--speed", repr(speed),
-            "--addressing", "prefix" if instances > 250 else "auto",
+            "--config-out", str(config), "--speed", repr(speed), "--addressing", addressing,
         ]  # fmt: skip
         if access_lifespan is not None:
             args += ["--access-lifespan", str(access_lifespan)]
@@ -305,7 +309,16 @@ def evidence_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[
     out["grants"] = diff("grants")
     out["table_requests"] = diff("table_requests")
     out["token_requests"] = diff("token_requests")
+    out["connections_accepted"] = int(after.get("connections_accepted", 0)) - int(
+        before.get("connections_accepted", 0)
+    )
     return out
+
+
+def connections_per_request(evidence: Mapping[str, Any]) -> float | None:
+    """TCP connections the emulator accepted per request it answered (1.0: none reused)."""
+    requests = sum(evidence["table_requests"].values()) + sum(evidence["token_requests"].values())
+    return round(evidence["connections_accepted"] / requests, 3) if requests else None
 
 
 # --- the daemon -------------------------------------------------------------------------

@@ -20,8 +20,10 @@ import functools
 import resource
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from monitor.emulator.authorize import AuthorizeEndpoint
 from monitor.emulator.faults import Endpoint, Faults
@@ -96,6 +98,23 @@ def _table_route(path: str) -> tuple[str, str, str | None] | None:
     return None
 
 
+class _CountingServer(web.Server):
+    """The low-level server of one socket, counting the TCP connections it accepts into
+    the fleet's stats (a connection per request, or kept alive, is benchmark evidence)."""
+
+    def __init__(
+        self,
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+        state: FleetState,
+    ) -> None:
+        super().__init__(handler, access_log=None)
+        self._state = state
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self._state.connections_accepted += 1
+
+
 class FleetServer:
     def __init__(self, state: FleetState) -> None:
         self.state = state
@@ -122,7 +141,7 @@ class FleetServer:
                     else:
                         slot.instance = instance
                     instance.base_url = f"http://{host}:{port}{instance.prefix}"
-                server = web.Server(functools.partial(self._handle, slot), access_log=None)
+                server = _CountingServer(functools.partial(self._handle, slot), self.state)
                 slot.runner = web.ServerRunner(server, handle_signals=False)
                 await slot.runner.setup()
                 await web.SockSite(slot.runner, sock).start()

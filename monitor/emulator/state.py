@@ -32,6 +32,7 @@ class FleetState:
         self.by_name = {instance.name: instance for instance in self.instances}
         # seeded so a fault share picks the same requests on every run of a test
         self.rng = random.Random(options.seed)  # noqa: S311
+        self.connections_accepted = 0  # counted by the server, whatever the instance
 
     def instance(self, name: str) -> Instance:
         try:
@@ -82,8 +83,10 @@ class FleetState:
         for instance in self.instances:
             if instance.stats is not None:
                 totals.add(instance.stats)
+        totals.connections_accepted = self.connections_accepted
         return totals
 
     def reset_stats(self) -> None:
         for instance in self.instances:
             instance.stats = None
+        self.connections_accepted = 0

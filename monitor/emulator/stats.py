@@ -86,6 +86,7 @@ class FleetTotals:
     """Sums over every instance and client: what a benchmark asserts on."""
 
     __slots__ = (
+        "connections_accepted",
         "expired_token_uses",
         "grants",
         "instances_seen",
@@ -109,6 +110,9 @@ class FleetTotals:
         self.table_requests: Counter[int] = Counter()
         self.token_requests: Counter[int] = Counter()
         self.instances_seen = 0
+        # TCP connections the fleet's sockets accepted: with the request counts, how often
+        # clients opened new connections instead of reusing kept-alive ones.
+        self.connections_accepted = 0
 
     def add(self, stats: InstanceStats) -> None:
         self.instances_seen += 1
@@ -135,4 +139,5 @@ class FleetTotals:
             "rejected_access_tokens": self.rejected_access_tokens,
             "table_requests": {str(k): v for k, v in sorted(self.table_requests.items())},
             "token_requests": {str(k): v for k, v in sorted(self.token_requests.items())},
+            "connections_accepted": self.connections_accepted,
         }

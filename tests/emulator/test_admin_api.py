@@ -137,6 +137,25 @@ async def test_python_object_gives_the_same_counts(
     assert body["totals"] == totals.to_json()
 
 
+async def test_connections_accepted_tell_kept_alive_from_new(emu: Emulator) -> None:
+    """Three requests on one kept-alive connection count one connection; three requests
+    on connections closed after each count three. A reset starts the count again."""
+    instance = emu.instances[0]
+    async with aiohttp.ClientSession() as kept_alive:
+        granted = await tokens(kept_alive, instance)
+        for _ in range(2):
+            await get_table(kept_alive, instance, PROBE, granted["access_token"])
+    assert emu.totals().connections_accepted == 1
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as closing:
+        for _ in range(3):
+            await get_table(closing, instance, PROBE, granted["access_token"])
+    assert emu.totals().connections_accepted == 4
+    assert emu.totals().to_json()["connections_accepted"] == 4
+    emu.reset_stats()
+    assert emu.totals().connections_accepted == 0
+
+
 async def test_bad_admin_requests_are_json_errors(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
