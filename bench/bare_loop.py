@@ -32,21 +32,24 @@ import aiohttp
 from bench.harness import PROBE_QUERY, paced
 
 
+def _session(keepalive: float) -> aiohttp.ClientSession:
+    """The daemon's session settings, without its trace hooks."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=keepalive),
+        timeout=aiohttp.ClientTimeout(total=15, connect=5),
+        headers={"User-Agent": "snowmon/0.1.0"},
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
 async def run(
     targets: list[list[str]], rate: float, seconds: float, keepalive: float
 ) -> dict[str, object]:
     statuses: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=keepalive)
-    timeout = aiohttp.ClientTimeout(total=15, connect=5)
     headers = [
         {"Accept": "application/json", "Authorization": f"Bearer {token}"} for _, token in targets
     ]
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        headers={"User-Agent": "snowmon/0.1.0"},
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
+    async with _session(keepalive) as session:
 
         async def fire(i: int) -> None:
             index = i % len(targets)
@@ -68,15 +71,8 @@ async def coldstart(
     instances: list[dict[str, str]], concurrency: int, keepalive: float
 ) -> dict[str, object]:
     statuses: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=keepalive)
-    timeout = aiohttp.ClientTimeout(total=15, connect=5)
     queue = iter(instances)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        headers={"User-Agent": "snowmon/0.1.0"},
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
+    async with _session(keepalive) as session:
 
         def count(key: str) -> None:
             statuses[key] = statuses.get(key, 0) + 1

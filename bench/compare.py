@@ -443,6 +443,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="500 instances, 100/s, 1 round")
     args = parser.parse_args()
+    if args.keepalive < 1.0:
+        parser.error("--keepalive: the daemon takes 1 s at least ([http] keepalive_timeout)")
     if args.quick:
         args.instances, args.interval, args.rounds = 500, 5.0, 1
         args.warmup, args.window, args.settle = 2.0, 5.0, 1.0

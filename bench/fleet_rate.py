@@ -311,6 +311,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="mixed only, short windows")
     args = parser.parse_args()
+    if args.keepalive < 1.0:
+        parser.error("--keepalive: the daemon takes 1 s at least ([http] keepalive_timeout)")
     if args.quick:
         args.variants, args.warmup, args.window, args.sample_seconds = ["mixed"], 15.0, 15.0, 8.0
         args.settle = 2.0

@@ -8,13 +8,15 @@ token), then times `monitor.telemetry.render` (the handler's work) for the class
 format and for OpenMetrics, with `per_connection_metrics` on and off. The rows' values
 are formatted when written (building the fleet, not timed), as in the daemon.
 
-`--serve` adds one whole scrape per fleet size, as Prometheus makes it: the daemon's
-`/metrics` handler (`monitor.web.app.metrics`) on an aiohttp server on loopback, read by
-a client in another process. Measured in this process: CPU (user and system: render,
-copies, page faults and the socket writes), and how far the scrape raised the peak RSS
-above the RSS before it (the peak is reset first through /proc/self/clear_refs). With
-`PYTHONPATH=DIR` it measures the code in DIR/monitor instead (its renderer, whole or in
-chunks, whichever it has).
+`--serve` adds one whole scrape per fleet size: the daemon's `/metrics` handler
+(`monitor.web.app.metrics`) on an aiohttp server on loopback, read by a client in another
+process that sends no Accept header (the classic text format). Measured in this process:
+CPU (user and system: render, copies, page faults and the socket writes), and how far
+the scrape raised the peak RSS above the RSS before it (the peak is reset first through
+/proc/self/clear_refs). To measure the code in DIR/monitor instead (its renderer, whole
+or in chunks, whichever it has), run from another directory with
+`PYTHONPATH=DIR:/path/to/repo` (`python -m` puts the working directory first); the
+JSON's `code` is the digest of the package that ran.
 
     .venv/bin/python -m bench.scrape_bench                  # 1k, 10k, 100k (~1 min)
     .venv/bin/python -m bench.scrape_bench --quick          # 1k, 10k
@@ -110,13 +112,6 @@ def _reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise ValueError(f"no {field} in /proc/self/status")
-
-
 async def served(n: int) -> dict[str, Any]:
     """One scrape of the /metrics handler over loopback, per-connection series on."""
     registry = fleet_metrics(n, per_connection=True).registry
@@ -131,7 +126,7 @@ async def served(n: int) -> dict[str, Any]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         gc.collect()
-        rss_before = _status_kb("VmRSS")
+        rss_before = h.rss_bytes(os.getpid())
         _reset_peak_rss()
         before = os.times()
         client = await asyncio.create_subprocess_exec(
@@ -140,7 +135,7 @@ async def served(n: int) -> dict[str, Any]:
         )  # fmt: skip
         out, _ = await client.communicate()
         after = os.times()
-        peak = _status_kb("VmHWM")
+        peak = h.rss_bytes(os.getpid(), "VmHWM")
     finally:
         await runner.cleanup()
     return {
@@ -149,8 +144,8 @@ async def served(n: int) -> dict[str, Any]:
         "user_seconds": round(after.user - before.user, 3),
         "system_seconds": round(after.system - before.system, 3),
         "cpu_seconds": round(after.user + after.system - before.user - before.system, 3),
-        "rss_before_mb": round(rss_before / 1024, 1),
-        "peak_rise_mb": round((peak - rss_before) / 1024, 1),
+        "rss_before_mb": round(rss_before / 2**20, 1),
+        "peak_rise_mb": round((peak - rss_before) / 2**20, 1),
         "code": h.tree_digest(Path(metrics_module.__file__).parents[1]),
     }
 
