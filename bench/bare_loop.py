@@ -29,7 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.harness import PROBE_QUERY, paced
+from bench.harness import PROBE_QUERY, paced, password_form
 
 
 def _session(keepalive: float) -> aiohttp.ClientSession:
@@ -79,14 +79,8 @@ async def coldstart(
 
         async def connect(instance: dict[str, str]) -> None:
             base = instance["base_url"]
-            form = {
-                "grant_type": "password",
-                "client_id": instance["client_id"],
-                "client_secret": instance["client_secret"],
-                "username": instance["username"],
-                "password": instance["password"],
-            }
             headers = {"Accept": "application/json"}
+            form = password_form(instance)
             async with session.post(f"{base}/oauth_token.do", data=form, headers=headers) as r:
                 if r.status != 200:
                     count(f"grant {r.status}")

@@ -87,13 +87,7 @@ async def fetch_targets(
     semaphore = asyncio.Semaphore(32)
 
     async def grant(instance: dict[str, Any]) -> list[str]:
-        form = {
-            "grant_type": "password",
-            "client_id": instance["client_id"],
-            "client_secret": instance["client_secret"],
-            "username": instance["username"],
-            "password": instance["password"],
-        }
+        form = h.password_form(instance)
         async with (
             semaphore,
             session.post(instance["base_url"] + "/oauth_token.do", data=form) as response,

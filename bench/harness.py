@@ -290,6 +290,17 @@ class Emulator:
         await stop(self.process, 20)
 
 
+def password_form(instance: Mapping[str, Any]) -> dict[str, str]:
+    """The password grant of one instance of the emulator's `/admin/fleet` list."""
+    return {
+        "grant_type": "password",
+        "client_id": instance["client_id"],
+        "client_secret": instance["client_secret"],
+        "username": instance["username"],
+        "password": instance["password"],
+    }
+
+
 def evidence_delta(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     """What the emulator saw between two `totals` snapshots."""
 
