@@ -37,7 +37,10 @@ that regime to the benchmark's rate: the interval stays longer than the keep-ali
 every instance gets a socket of its own (else, past 250 instances, instances share the
 emulator's sockets, and a pool per host:port would keep a connection alive for all that
 share one). blackbox_exporter opens a new connection for every probe in both. The
-emulator counts the TCP connections it accepts: "conn/req" in the table.
+emulator counts the TCP connections it accepts: "conn/req" in the table. `--tls` has the
+emulator speak HTTPS (a self-signed certificate every contender trusts: SSL_CERT_FILE,
+blackbox's `tls_config.ca_file`), as real instances do: with `--keepalive 1`, every
+probe is a TLS handshake.
 
 Per contender, a window after a warm-up: its CPU from /proc (all threads), the probes
 the emulator answered in the window (its own count), the emulator's CPU. Rounds
@@ -47,6 +50,7 @@ of the same round, then the medians. Bar: snowmon-on <= 2 x bare.
     .venv/bin/python -m bench.compare            # 2,000 instances, 333/s, 2 rounds (~11 min)
     .venv/bin/python -m bench.compare --quick    # 500 instances, 100/s (< 1 min)
     .venv/bin/python -m bench.compare --keepalive 1   # a new connection per probe
+    .venv/bin/python -m bench.compare --keepalive 1 --tls   # ... and a TLS handshake
     .venv/bin/python -m bench.compare --contenders bare snowmon-on --variant fix=/tmp/fix:on
 """
 
@@ -98,8 +102,9 @@ async def fetch_targets(
     return list(await asyncio.gather(*(grant(i) for i in fleet["instances"])))
 
 
-def blackbox_config(targets: list[list[str]], path: Path) -> None:
+def blackbox_config(targets: list[list[str]], path: Path, ca_file: str | None = None) -> None:
     """One module per instance (its bearer token); JSON is valid YAML."""
+    tls = {"tls_config": {"ca_file": ca_file}} if ca_file is not None else {}
     modules = {
         f"m{i}": {
             "prober": "http",
@@ -110,6 +115,7 @@ def blackbox_config(targets: list[list[str]], path: Path) -> None:
                 "authorization": {"type": "Bearer", "credentials": token},
                 "valid_status_codes": [200],
                 "preferred_ip_protocol": "ip4",
+                **tls,
             },
         }
         for i, (_, token) in enumerate(targets)
@@ -168,7 +174,7 @@ async def run_bare(r: Round, targets_file: Path, rate: float) -> dict[str, Any]:
     process = await h.spawn(
         [h.PYTHON, "-m", "bench.bare_loop", "--targets", str(targets_file),
          "--rate", repr(rate), "--seconds", repr(seconds), "--keepalive", repr(r.args.keepalive)],
-        cpu=h.SUT_CPU, stdout=asyncio.subprocess.PIPE,
+        cpu=h.SUT_CPU, stdout=asyncio.subprocess.PIPE, env=r.emulator.client_env(),
     )  # fmt: skip
     try:
         async with asyncio.timeout(30):
@@ -184,7 +190,7 @@ async def run_blackbox(
     r: Round, targets: list[list[str]], workdir: Path, rate: float
 ) -> dict[str, Any]:
     config = workdir / "blackbox.yml"
-    blackbox_config(targets, config)
+    blackbox_config(targets, config, r.emulator.ca_file)
     port = h.free_port()
     process = await h.spawn(
         [str(BLACKBOX), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
@@ -252,7 +258,7 @@ async def run_snowmon(
     config = h.daemon_config(emulator.config, workdir / f"{name}.toml", options)
     (workdir / "fleet.db").unlink(missing_ok=True)  # every contender starts from nothing
     log_path = workdir / f"{name}.log"
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, **emulator.client_env()}
     if code is not None:
         env["PYTHONPATH"] = str(code)  # a patched copy of the package: DIR/monitor
     daemon = await h.Daemon.start(config, log_path, port, env=env)
@@ -301,6 +307,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "interval_seconds": args.interval,
         "rate_per_second": round(rate, 1),
         "keepalive_seconds": args.keepalive,
+        "tls": args.tls,
         "daemon_code": {
             "snowmon": h.tree_digest((args.code or h.ROOT) / "monitor"),
             **{v: h.tree_digest(d / "monitor") for v, (d, _) in args.variants.items()},
@@ -315,10 +322,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         access_lifespan=NEVER,
         refresh_lifespan=2 * NEVER,
         own_sockets=own_sockets,
+        tls=args.tls,
     )
     sink = await h.Sink.start()
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        connector = aiohttp.TCPConnector(ssl=emulator.ssl_context())
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+        ) as session:
             targets = await fetch_targets(emulator, session, args.instances)
             targets_file = workdir / "targets.json"
             targets_file.write_text(json.dumps(targets), encoding="utf-8")
@@ -418,6 +429,11 @@ def main() -> int:
         default=30.0,
         help="seconds an idle connection is kept, bare loop and daemon alike (the daemon's"
         " default 30); below the probe interval, every probe opens a new connection",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the emulator speaks HTTPS (self-signed; every contender trusts it)",
     )
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=30.0)

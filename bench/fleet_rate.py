@@ -35,6 +35,7 @@ minutes left. Scrapes happen outside the CPU window.
     .venv/bin/python -m bench.fleet_rate --quick               # mixed only, < 1 min
     .venv/bin/python -m bench.fleet_rate --connections 1000 --speed 100 --variants mixed
     .venv/bin/python -m bench.fleet_rate --variants mixed --keepalive 30   # reuse connections
+    .venv/bin/python -m bench.fleet_rate --variants mixed --tls   # a TLS handshake each
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ async def variant(
         # a socket per instance, as real instances are hosts of their own: a pool per
         # host:port shared by several instances would keep their connections alive
         own_sockets=args.keepalive < PROBE_INTERVAL / speed,
+        tls=args.tls,
     )
     out: dict[str, Any] = {
         "variant": name,
@@ -120,6 +122,7 @@ async def variant(
         "access_lifespan": access,
         "probe_interval": 86_400.0 if name == "refreshes" else PROBE_INTERVAL,
         "keepalive_seconds": args.keepalive,
+        "tls": args.tls,
     }
     try:
         port = h.free_port()
@@ -131,7 +134,7 @@ async def variant(
         )
         config = h.daemon_config(emulator.config, workdir / "daemon.toml", options)
         first = await emulator.totals(session)
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, **emulator.client_env()}
         daemon = await h.Daemon.start(config, workdir / "daemon.log", port, env=env)
         try:
             async with asyncio.timeout(120):
@@ -307,6 +310,9 @@ def main() -> int:
         type=float,
         default=1.0,
         help="[http] keepalive_timeout of the daemon, wall seconds (30: reuse every connection)",
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="HTTPS, as real instances: a handshake per connection"
     )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="mixed only, short windows")

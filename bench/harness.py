@@ -21,6 +21,7 @@ import platform
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -240,6 +241,22 @@ class Emulator:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def ca_file(self) -> str | None:
+        """The certificate to trust when the fleet speaks HTTPS (`tls=True`)."""
+        ca = self.ready.get("ca_file")
+        return None if ca is None else str(ca)
+
+    def client_env(self) -> dict[str, str]:
+        """Environment of a client process (daemon, bare loop): trust the fleet's TLS."""
+        ca = self.ca_file
+        return {} if ca is None else {"SSL_CERT_FILE": ca}
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """For this process's own sessions: True (the system's trust) or one trusting it."""
+        ca = self.ca_file
+        return True if ca is None else ssl.create_default_context(cafile=ca)
+
     @classmethod
     async def start(
         cls,
@@ -251,16 +268,20 @@ class Emulator:
         refresh_lifespan: int | None = None,
         cpu: int = CONTROL_CPU,
         own_sockets: bool = False,
+        tls: bool = False,
     ) -> Emulator:
         """`own_sockets`: every instance on a socket of its own, as real instances are
         hosts of their own (else, past 250 instances, they share 250 sockets and a
-        client's per-host pool keeps a connection alive for several instances)."""
+        client's per-host pool keeps a connection alive for several instances). `tls`:
+        HTTPS with a self-signed certificate written to `workdir` (`ca_file`)."""
         config = workdir / "fleet.toml"
         addressing = "hosts" if own_sockets else "prefix" if instances > 250 else "auto"
         args = [
             PYTHON, "-m", "monitor.emulator", "--instances", str(instances),
             "--config-out", str(config), "--speed", repr(speed), "--addressing", addressing,
         ]  # fmt: skip
+        if tls:
+            args += ["--tls", str(workdir)]
         if access_lifespan is not None:
             args += ["--access-lifespan", str(access_lifespan)]
         if refresh_lifespan is not None:

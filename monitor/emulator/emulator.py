@@ -11,6 +11,7 @@ Everything here is also reachable over the admin API at `emu.admin_url`.
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -55,13 +56,18 @@ class FleetInfo:
 
 class Emulator:
     def __init__(
-        self, options: FleetOptions | None = None, scenario: Scenario | None = None
+        self,
+        options: FleetOptions | None = None,
+        scenario: Scenario | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: the instances speak HTTPS with this server context (`monitor.emulator.tls`)."""
         self._created = time.perf_counter()
         self.options = options if options is not None else FleetOptions()
         self._scenario = scenario
         self.state = FleetState(self.options)
-        self._server = FleetServer(self.state)
+        self._server = FleetServer(self.state, tls)
         self._admin: web.AppRunner | None = None
         self.admin_url = ""
         self.startup_seconds = 0.0

@@ -21,6 +21,7 @@ from monitor.emulator.daemon_config import SecretStyle, write_daemon_config
 from monitor.emulator.emulator import Emulator
 from monitor.emulator.fleet import FleetOptions
 from monitor.emulator.scenario import load_scenario
+from monitor.emulator.tls import write_self_signed
 
 
 def _print_line(event: dict[str, object]) -> None:
@@ -35,11 +36,14 @@ class ServeOptions:
     config_out: Path | None = None
     secrets: SecretStyle = "auto"
     announce: Callable[[dict[str, object]], None] = _print_line
+    tls_dir: Path | None = None  # HTTPS, with a new self-signed certificate written here
 
 
 async def serve(options: ServeOptions, stop: asyncio.Event) -> None:
     scenario = load_scenario(options.scenario) if options.scenario is not None else None
-    async with Emulator(options.fleet, scenario) as emulator:
+    tls = write_self_signed(options.tls_dir) if options.tls_dir is not None else None
+    context = tls.server_context() if tls is not None else None
+    async with Emulator(options.fleet, scenario, tls=context) as emulator:
         if options.config_out is not None:
             write_daemon_config(emulator.fleet_info(), options.config_out, secrets=options.secrets)
         first = emulator.instances[0]
@@ -53,6 +57,8 @@ async def serve(options: ServeOptions, stop: asyncio.Event) -> None:
                 "startup_seconds": round(emulator.startup_seconds, 3),
                 "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "clock": emulator.clock.snapshot(),
+                # what a client must trust: SSL_CERT_FILE, or an SSL context's cafile
+                "ca_file": str(tls.cert) if tls is not None else None,
             }
         )
         await stop.wait()
@@ -75,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-auto-approve", action="store_true")
     parser.add_argument("--addressing", choices=("auto", "hosts", "prefix"), default="auto")
     parser.add_argument("--max-sockets", type=int, default=250)
+    parser.add_argument(
+        "--tls",
+        type=Path,
+        metavar="DIR",
+        help="serve HTTPS with a new self-signed certificate written to DIR (ca_file)",
+    )
 
 
 def serve_options(args: argparse.Namespace) -> ServeOptions:
@@ -93,7 +105,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         addressing=args.addressing,
         max_sockets=args.max_sockets,
     )
-    return ServeOptions(fleet, args.scenario, args.config_out, args.secrets)
+    return ServeOptions(fleet, args.scenario, args.config_out, args.secrets, tls_dir=args.tls)
 
 
 async def _main(options: ServeOptions) -> None:

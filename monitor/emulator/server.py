@@ -19,6 +19,7 @@ import errno
 import functools
 import resource
 import socket
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 
@@ -116,8 +117,9 @@ class _CountingServer(web.Server):
 
 
 class FleetServer:
-    def __init__(self, state: FleetState) -> None:
+    def __init__(self, state: FleetState, tls: ssl.SSLContext | None = None) -> None:
         self.state = state
+        self.tls = tls  # every instance socket speaks HTTPS with it
         self.slots: list[Slot] = []
         self.tokens = TokenEndpoint(state)
         self.authorize = AuthorizeEndpoint(state)
@@ -140,11 +142,12 @@ class FleetServer:
                         slot.by_name[instance.name] = instance
                     else:
                         slot.instance = instance
-                    instance.base_url = f"http://{host}:{port}{instance.prefix}"
+                    scheme = "https" if self.tls is not None else "http"
+                    instance.base_url = f"{scheme}://{host}:{port}{instance.prefix}"
                 server = _CountingServer(functools.partial(self._handle, slot), self.state)
                 slot.runner = web.ServerRunner(server, handle_signals=False)
                 await slot.runner.setup()
-                await web.SockSite(slot.runner, sock).start()
+                await web.SockSite(slot.runner, sock, ssl_context=self.tls).start()
         except BaseException:
             for sock in sockets:
                 sock.close()
