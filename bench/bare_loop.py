@@ -29,17 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.harness import PROBE_QUERY, paced, password_form
-
-
-def _session(keepalive: float) -> aiohttp.ClientSession:
-    """The daemon's session settings, without its trace hooks."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=1000, limit_per_host=4, keepalive_timeout=keepalive),
-        timeout=aiohttp.ClientTimeout(total=15, connect=5),
-        headers={"User-Agent": "snowmon/0.1.0"},
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
+from bench.harness import PROBE_QUERY, bare_session, cpu_times, paced, password_form
 
 
 async def run(
@@ -49,7 +39,7 @@ async def run(
     headers = [
         {"Accept": "application/json", "Authorization": f"Bearer {token}"} for _, token in targets
     ]
-    async with _session(keepalive) as session:
+    async with bare_session(keepalive) as session:
 
         async def fire(i: int) -> None:
             index = i % len(targets)
@@ -72,7 +62,7 @@ async def coldstart(
 ) -> dict[str, object]:
     statuses: dict[str, int] = {}
     queue = iter(instances)
-    async with _session(keepalive) as session:
+    async with bare_session(keepalive) as session:
 
         def count(key: str) -> None:
             statuses[key] = statuses.get(key, 0) + 1
@@ -100,17 +90,17 @@ async def coldstart(
 
         sys.stdout.write(json.dumps({"event": "bare_ready"}) + "\n")
         sys.stdout.flush()
-        began, cpu = asyncio.get_running_loop().time(), os.times()
+        began, cpu = asyncio.get_running_loop().time(), cpu_times(os.getpid())
         async with asyncio.TaskGroup() as group:
             for _ in range(min(concurrency, len(instances))):
                 group.create_task(worker())
         seconds = asyncio.get_running_loop().time() - began
-        used = os.times()
+        used = cpu_times(os.getpid())
     return {
         "event": "bare_done",
         "seconds": round(seconds, 3),
         # this process's CPU over exactly that time, all threads
-        "cpu_seconds": round(used.user + used.system - cpu.user - cpu.system, 3),
+        "cpu_seconds": round(sum(used) - sum(cpu), 3),
         "statuses": statuses,
     }
 

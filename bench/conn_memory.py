@@ -36,8 +36,7 @@ async def hold(fleet_file: str, ca_file: str | None) -> dict[str, Any]:
     context: ssl.SSLContext | bool = (
         ssl.create_default_context(cafile=ca_file) if ca_file is not None else True
     )
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=4, keepalive_timeout=3600, ssl=context)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with h.bare_session(3600, limit=0, ssl=context) as session:
         semaphore = asyncio.Semaphore(100)
 
         async def one(instance: dict[str, str]) -> None:
@@ -64,9 +63,7 @@ async def measure(n: int, tls: bool) -> dict[str, Any]:
     emulator = await h.Emulator.start(workdir, n + 1, own_sockets=True, tls=tls)
     try:
         async with aiohttp.ClientSession() as session:
-            fleet = await emulator.get(session, f"/admin/fleet?limit={n + 1}")
-        fleet_file = workdir / "fleet.json"
-        fleet_file.write_text(json.dumps(fleet), encoding="utf-8")
+            fleet_file = await emulator.write_fleet(session, n + 1, workdir / "fleet.json")
         child = await h.spawn(
             [h.PYTHON, "-m", "bench.conn_memory", "--hold", str(fleet_file),
              *(["--ca-file", emulator.ca_file] if emulator.ca_file else [])],

@@ -88,8 +88,7 @@ async def coldstart_floor(
     emulator: h.Emulator, session: aiohttp.ClientSession, n: int, workdir: Path, limit: float
 ) -> dict[str, Any]:
     """The bare aiohttp cold start of the same fleet, on the daemon's CPU."""
-    fleet = workdir / "fleet.json"
-    fleet.write_text(h.json_dumps(await emulator.get(session, f"/admin/fleet?limit={n}")))
+    fleet = await emulator.write_fleet(session, n, workdir / "fleet.json")
     process = await h.spawn(
         [h.PYTHON, "-m", "bench.bare_loop", "--coldstart", str(fleet)],
         cpu=h.SUT_CPU, stdout=asyncio.subprocess.PIPE,
@@ -103,6 +102,8 @@ async def coldstart_floor(
             used, emulator_used = meter.read(), emulator_meter.read()
     finally:
         await h.stop(process, 10)
+    if done["statuses"] != {"200": n}:  # a floor with failures would look faster than it is
+        raise RuntimeError(f"the bare cold start did not probe all {n}: {done['statuses']}")
     return {
         "seconds": done["seconds"],
         "cpu_seconds": done["cpu_seconds"],  # its own, over exactly its timed part

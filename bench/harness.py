@@ -60,6 +60,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_times(pid))
 
 
+def reset_peak_rss() -> None:
+    """This process's VmHWM back to its current RSS (Linux >= 4.0: clear_refs "5")."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def rss_bytes(pid: int, key: str = "VmRSS") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -296,6 +301,13 @@ class Emulator:
             raise
         return cls(process, ready, config, time.perf_counter() - began)
 
+    async def write_fleet(self, session: aiohttp.ClientSession, n: int, path: Path) -> Path:
+        """The first `n` instances of `/admin/fleet` (URLs, credentials) as a JSON file,
+        for a client process to read."""
+        fleet = await self.get(session, f"/admin/fleet?limit={n}")
+        await asyncio.to_thread(path.write_text, json_dumps(fleet))
+        return path
+
     async def get(self, session: aiohttp.ClientSession, path: str) -> Any:
         async with session.get(self.admin_url + path) as response:
             response.raise_for_status()
@@ -309,6 +321,21 @@ class Emulator:
 
     async def close(self) -> None:
         await stop(self.process, 20)
+
+
+def bare_session(
+    keepalive: float, *, limit: int = 1000, ssl: ssl.SSLContext | bool = True
+) -> aiohttp.ClientSession:
+    """A session with the daemon's pool settings (`monitor.http.HttpSettings`) and none of
+    its trace hooks: the bare clients' (`bare_loop`, `conn_memory`)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=limit, limit_per_host=4, keepalive_timeout=keepalive, ssl=ssl
+        ),
+        timeout=aiohttp.ClientTimeout(total=15, connect=5),
+        headers={"User-Agent": "snowmon/0.1.0"},
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 def password_form(instance: Mapping[str, Any]) -> dict[str, str]:

@@ -107,11 +107,6 @@ def measure(n: int, repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _reset_peak_rss() -> None:
-    """VmHWM back to the current RSS (Linux: /proc/<pid>/clear_refs, "5")."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 async def served(n: int) -> dict[str, Any]:
     """One scrape of the /metrics handler over loopback, per-connection series on."""
     registry = fleet_metrics(n, per_connection=True).registry
@@ -127,23 +122,23 @@ async def served(n: int) -> dict[str, Any]:
     try:
         gc.collect()
         rss_before = h.rss_bytes(os.getpid())
-        _reset_peak_rss()
-        before = os.times()
-        client = await asyncio.create_subprocess_exec(
-            h.PYTHON, "-c", CLIENT, f"http://127.0.0.1:{port}/metrics",
-            stdout=asyncio.subprocess.PIPE,
+        h.reset_peak_rss()
+        before = h.cpu_times(os.getpid())
+        client = await h.spawn(
+            [h.PYTHON, "-c", CLIENT, f"http://127.0.0.1:{port}/metrics"],
+            cpu=h.CONTROL_CPU, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, _ = await client.communicate()
-        after = os.times()
+        after = h.cpu_times(os.getpid())
         peak = h.rss_bytes(os.getpid(), "VmHWM")
     finally:
         await runner.cleanup()
     return {
         "connections": n,
         "bytes": int(out),
-        "user_seconds": round(after.user - before.user, 3),
-        "system_seconds": round(after.system - before.system, 3),
-        "cpu_seconds": round(after.user + after.system - before.user - before.system, 3),
+        "user_seconds": round(after[0] - before[0], 3),
+        "system_seconds": round(after[1] - before[1], 3),
+        "cpu_seconds": round(sum(after) - sum(before), 3),
         "rss_before_mb": round(rss_before / 2**20, 1),
         "peak_rise_mb": round((peak - rss_before) / 2**20, 1),
         "code": h.tree_digest(Path(metrics_module.__file__).parents[1]),
