@@ -175,14 +175,15 @@ def _remember(cache: dict[_K, _V], key: _K, value: _V, limit: int) -> _V:
 def _span_attribute(key: str, value: object) -> bytes:
     """KeyValue framed as a Span.attributes entry; memoized for scalar values."""
     vtype = type(value)
-    cacheable = vtype is str or vtype is int or vtype is bool or (vtype is float and value)
-    if cacheable and type(key) is str:
+    scalar = vtype is str or vtype is int or vtype is bool or (vtype is float and value)
+    cacheable = scalar and type(key) is str
+    if cacheable:
         cached = _KV_CACHE.get((key, vtype, value))
         if cached is not None:
             return cached
     encoded = _key_value(key, value)
     framed = b"\x4a" + _varint(len(encoded)) + encoded
-    if cacheable and type(key) is str:
+    if cacheable:
         _remember(_KV_CACHE, (key, vtype, value), framed, _KV_CACHE_MAX)
     return framed
 
