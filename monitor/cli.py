@@ -105,6 +105,7 @@ def _keygen(path: Path) -> int:
 def _run(path: Path, replica: str | None) -> int:
     from monitor.config import capped_warnings, load_config  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
+    from monitor.event_loop import loop_factory  # noqa: PLC0415
     from monitor.telemetry.logs import configure_logging  # noqa: PLC0415
 
     loaded = load_config(path)
@@ -119,7 +120,8 @@ def _run(path: Path, replica: str | None) -> int:
             extra={"detail": suppressed, "count": len(loaded.warnings) - len(shown)},
         )
     daemon = Daemon(cfg, replica=replica, owns_process=True)
-    return asyncio.run(_serve(daemon.run(), daemon.stop))
+    with asyncio.Runner(loop_factory=loop_factory(cfg.daemon.event_loop)) as runner:
+        return runner.run(_serve(daemon.run(), daemon.stop))
 
 
 async def _serve(main: Coroutine[Any, Any, None], stop: asyncio.Event) -> int:

@@ -33,6 +33,7 @@ from monitor.config_fields import (
     matching,
 )
 from monitor.config_rules import raise_rules
+from monitor.event_loop import EventLoopChoice, uvloop_installed
 from monitor.secret import Secret
 
 KEY_FORMAT = (
@@ -106,6 +107,9 @@ class DaemonConfig(ConfigModel):
     initial_spread: Annotated[float, between(0.0, 3600.0, "seconds")] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
+    # `snowmon run`'s event loop (monitor/event_loop.py): uvloop holds idle TLS
+    # connections in a third of the memory; `auto` takes it where it is installed.
+    event_loop: EventLoopChoice = "auto"
     # PostgreSQL fleets: how long a replica's claim on a connection lasts unrenewed (it
     # renews every third of it); a dead replica's connections move within about this long.
     lease_seconds: Annotated[float, between(2.0, 600.0, "seconds")] = 30.0
@@ -116,6 +120,13 @@ class DaemonConfig(ConfigModel):
         if value is UNRESOLVED:
             return value
         return Secret(normalize_store(value.reveal(), _base_dir(info)))
+
+    @field_validator("event_loop")
+    @classmethod
+    def _event_loop(cls, value: EventLoopChoice) -> EventLoopChoice:
+        if value == "uvloop" and not uvloop_installed():
+            raise ValueError("uvloop is not installed: install it, or set 'auto' or 'asyncio'")
+        return value
 
     @field_validator("connections_dir")
     @classmethod
@@ -156,7 +167,9 @@ class HttpConfig(ConfigModel):
     # aiohttp reads 0 as "no limit": never what a fleet of 100,000 connections wants.
     pool_limit: Annotated[int, between(1, 100_000)] = 1000
     pool_limit_per_host: Annotated[int, between(1, 1000)] = 4
-    keepalive_timeout: Annotated[float, between(1.0, 3600.0, "seconds")] = 30.0
+    # Idle connections are closed after this long: at a probe every 5 minutes none is
+    # reused across probes, and every idle TLS connection holds memory (docs/benchmarks.md).
+    keepalive_timeout: Annotated[float, between(1.0, 3600.0, "seconds")] = 3.0
     dns_cache_ttl: Annotated[int, between(0, 86400, "seconds")] = 300
 
 

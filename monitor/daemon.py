@@ -28,6 +28,7 @@ from monitor import __version__
 from monitor.clock import Clock, ScaledClock, SystemClock
 from monitor.config import Config
 from monitor.errors import ConfigError, StoreError
+from monitor.event_loop import running_loop_name
 from monitor.health import Thresholds
 from monitor.http import HttpSettings, build_session
 from monitor.keeper import Keeper
@@ -157,6 +158,7 @@ class Daemon:
                 extra={
                     "version": __version__,
                     "python": platform.python_version(),
+                    "event_loop": running_loop_name(),
                     "connections": len(cfg.connections),
                     "web": web_url,
                     "replica": self.replica,

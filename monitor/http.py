@@ -71,7 +71,7 @@ class HttpSettings:
     max_body_bytes: int = 1_048_576
     pool_limit: int = 1000
     pool_limit_per_host: int = 4
-    keepalive_timeout: float = 30.0
+    keepalive_timeout: float = 3.0  # idle connections closed after this long
     dns_cache_ttl: int = 300
 
 

@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 from yarl import URL
 
 from monitor import __version__
+from monitor.config_settings import HttpConfig
 from monitor.http import (
     CONNECTION,
     BodyTooLarge,
@@ -556,3 +557,9 @@ def test_classify_target() -> None:
     assert target("https://hooks.slack.com/services/T/B/X") == "slack"
     assert target("http://127.0.0.1:9000/api/chat.update") == "slack"
     assert target("http://127.0.0.1:9000/") == "other"
+
+
+def test_the_config_defaults_are_the_session_defaults() -> None:
+    # `[http]` in the config and `HttpSettings` declare their defaults apart; the daemon
+    # builds one from the other, and tests build sessions from `HttpSettings()` alone.
+    assert HttpSettings(**HttpConfig().model_dump()) == HttpSettings()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import config_settings
 from monitor.config import Config, check_report, load_config, summary
 from monitor.config_alerts import Weekday
 from monitor.config_connection import ConnectionConfig
@@ -121,6 +122,7 @@ def test_minimal_config_takes_the_documented_defaults(write: Writer, tmp_path: P
     assert config.daemon.store_kind == "sqlite"
     assert config.daemon.sqlite_path == tmp_path / "snowmon.db"
     assert (config.daemon.max_in_flight, config.daemon.shutdown_grace) == (512, 10.0)
+    assert config.daemon.event_loop == "auto"
     assert (config.web.enabled, str(config.web.listen)) == (True, "127.0.0.1:8080")
     assert config.web.base_url == "http://127.0.0.1:8080"
     assert config.clock.speed == 1.0
@@ -134,6 +136,23 @@ def test_minimal_config_takes_the_documented_defaults(write: Writer, tmp_path: P
         300.0,
     )
     assert loaded.warnings == []
+
+
+def test_uvloop_asked_for_where_it_is_missing_is_a_problem(
+    write: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write("snowmon.toml", DAEMON + 'event_loop = "uvloop"\n' + connection("acme"))
+    assert load_config(path, environ=ENV).config.daemon.event_loop == "uvloop"
+    monkeypatch.setattr(config_settings, "uvloop_installed", lambda: False)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=ENV)
+    assert caught.value.problems == [
+        f"{path.name}: daemon.event_loop: uvloop is not installed: install it, or set"
+        " 'auto' or 'asyncio'"
+    ]
+    # `auto` falls back to asyncio's loop there instead
+    auto = write("auto.toml", DAEMON + 'event_loop = "auto"\n' + connection("acme"))
+    assert load_config(auto, environ=ENV).config.daemon.event_loop == "auto"
 
 
 def test_absolute_sqlite_path_is_kept(write: Writer) -> None:

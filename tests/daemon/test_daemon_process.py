@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -52,6 +53,10 @@ def _log(config: Path) -> str:
     return (config.parent / "daemon.log").read_text(errors="replace")
 
 
+def _events(log: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
 async def _states(base: str) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {READ_TOKEN}"}
     async with (
@@ -87,6 +92,9 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         assert time.monotonic() - started < 20
         assert "Traceback" not in log
         assert '"event":"daemon.stopped"' in log
+        # `[daemon] event_loop = "auto"` with uvloop installed (a dependency on Linux)
+        start_line = next(e for e in _events(log) if e["event"] == "daemon.started")
+        assert start_line["event_loop"] == "uvloop"
 
 
 async def test_a_second_signal_exits_at_once_while_a_refresh_drains(tmp_path: Path) -> None:
@@ -124,7 +132,7 @@ async def test_config_warnings_are_capped_at_50_log_lines(tmp_path: Path) -> Non
             await asyncio.wait_for(proc.wait(), 30)
     log = _log(config)
     assert proc.returncode == 0, log[-2000:]
-    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    events = _events(log)
     shown = [e for e in events if e["event"] == "config.warning"]
     suppressed = [e for e in events if e["event"] == "config.warnings_suppressed"]
     assert len(shown) == 50
