@@ -22,11 +22,12 @@ CPU 1 and makes the same probe, `GET <instance>/api/now/table/sys_user?sysparm_l
 - `snowmon-spans` (spans on, log lines off) and `snowmon-logs` (the reverse) split the
   difference between the two; `snowmon-sampled` is everything on with the existing
   `sample_ratio = 0.1` (on request);
-- variants (on request, `--variant NAME=DIR:MODE`, MODE one of on off spans logs sampled):
-  snowmon in that mode with its code taken from DIR (PYTHONPATH=DIR, so DIR/monitor
-  shadows the tree): a proposed change measured beside the current code without
-  touching the tree. `--code DIR` does the same for the snowmon-* contenders (a frozen
-  snapshot while others edit the tree).
+- variants (on request, `--variant NAME=DIR:MODE[:LOOP]`, MODE one of on off spans logs
+  sampled, LOOP one of auto uvloop asyncio): snowmon in that mode with its code taken
+  from DIR (PYTHONPATH=DIR, so DIR/monitor shadows the tree) and, when LOOP is given, on
+  that `[daemon] event_loop`: a proposed change measured beside the current code without
+  touching the tree, or the same code on two event loops. `--code DIR` does the same
+  for the snowmon-* contenders (a frozen snapshot while others edit the tree).
 
 Connections: with the defaults (2,000 instances, one probe each every 6 s, keep-alive
 30 s) every probe after an instance's first reuses a kept-alive connection. At the
@@ -52,6 +53,8 @@ of the same round, then the medians. Bar: snowmon-on <= 2 x bare.
     .venv/bin/python -m bench.compare --keepalive 1   # a new connection per probe
     .venv/bin/python -m bench.compare --keepalive 1 --tls   # ... and a TLS handshake
     .venv/bin/python -m bench.compare --contenders bare snowmon-on --variant fix=/tmp/fix:on
+    .venv/bin/python -m bench.compare --keepalive 1 --tls --contenders bare snowmon-on \
+        --variant asyncio-on=.:on:asyncio   # the daemon on uvloop (default) and on asyncio
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ SNOWMON: dict[str, tuple[str, str, float | None]] = {
 }
 CONTENDERS = ("bare", "blackbox", *SNOWMON)
 DEFAULT = ("bare", "blackbox", "snowmon-on", "snowmon-off", "snowmon-spans", "snowmon-logs")
+LOOPS = ("auto", "uvloop", "asyncio")  # [daemon] event_loop
 NEVER = 86_400_000  # access tokens of 1,000 days: nobody refreshes during the run
 
 
@@ -242,8 +246,9 @@ async def run_snowmon(
 ) -> dict[str, Any]:
     args = r.args
     code = args.code
+    event_loop = None
     if name in args.variants:
-        code, mode = args.variants[name]
+        code, mode, event_loop = args.variants[name]
         name = f"snowmon-{mode}"
     traces, log_level, ratio = SNOWMON[name]
     port = h.free_port()
@@ -254,6 +259,7 @@ async def run_snowmon(
         probe_interval=args.interval,
         sample_ratio=ratio,
         keepalive=args.keepalive,
+        event_loop=event_loop,
     )
     config = h.daemon_config(emulator.config, workdir / f"{name}.toml", options)
     (workdir / "fleet.db").unlink(missing_ok=True)  # every contender starts from nothing
@@ -310,7 +316,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "tls": args.tls,
         "daemon_code": {
             "snowmon": h.tree_digest((args.code or h.ROOT) / "monitor"),
-            **{v: h.tree_digest(d / "monitor") for v, (d, _) in args.variants.items()},
+            **{v: h.tree_digest(d / "monitor") for v, (d, _, _) in args.variants.items()},
         },
         "rounds": [],
     }
@@ -447,8 +453,9 @@ def main() -> int:
         "--variant",
         action="append",
         default=[],
-        metavar="NAME=DIR:MODE",
-        help="snowmon from DIR/monitor in MODE (on off spans logs sampled), as contender NAME",
+        metavar="NAME=DIR:MODE[:LOOP]",
+        help="snowmon from DIR/monitor in MODE (on off spans logs sampled) on event loop LOOP"
+        " (auto uvloop asyncio; default: the daemon's default), as contender NAME",
     )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="500 instances, 100/s, 1 round")
@@ -463,9 +470,16 @@ def main() -> int:
     for spec in args.variant:
         name, _, rest = spec.partition("=")
         directory, _, mode = rest.rpartition(":")
+        loop = None
+        if mode in LOOPS:
+            loop = mode
+            directory, _, mode = directory.rpartition(":")
         if not name or not directory or f"snowmon-{mode}" not in SNOWMON:
-            parser.error(f"--variant {spec}: NAME=DIR:MODE, MODE one of on off spans logs sampled")
-        args.variants[name] = (Path(directory), mode)
+            parser.error(
+                f"--variant {spec}: NAME=DIR:MODE[:LOOP], MODE one of on off spans logs"
+                f" sampled, LOOP one of {' '.join(LOOPS)}"
+            )
+        args.variants[name] = (Path(directory), mode, loop)
         args.contenders.append(name)
     result = asyncio.run(main_async(args))
     path = h.save("compare", result)

@@ -6,11 +6,12 @@ moment (at the design point ~417 requests/s: ~12,500 at the default 30 s). This 
 connections to N emulated instances (a socket each) from one aiohttp session with the
 daemon's pool settings but a keep-alive longer than the run, one Table API request on
 each, and reports how much the client's RSS grew per connection held, once over HTTP
-and once over HTTPS (the emulator's `--tls`, trusted through an SSL context). Each runs
-in a process of its own, so the two do not share an allocator's history.
+and once over HTTPS (the emulator's `--tls`, trusted through an SSL context), on
+asyncio's event loop and on uvloop's (`[daemon] event_loop`). Each runs in a process of
+its own, so no two share an allocator's history.
 
-    .venv/bin/python -m bench.conn_memory                  # 2,000 connections (~30 s)
-    .venv/bin/python -m bench.conn_memory --connections 500
+    .venv/bin/python -m bench.conn_memory                  # 2,000 connections (~60 s)
+    .venv/bin/python -m bench.conn_memory --connections 500 --loop asyncio
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from bench import harness as h
+from monitor.event_loop import loop_factory
 
 
 async def hold(fleet_file: str, ca_file: str | None) -> dict[str, Any]:
@@ -56,7 +58,7 @@ async def hold(fleet_file: str, ca_file: str | None) -> dict[str, Any]:
         }
 
 
-async def measure(n: int, tls: bool) -> dict[str, Any]:
+async def measure(n: int, tls: bool, loop: str) -> dict[str, Any]:
     workdir = h.RESULTS / "work" / f"conn_memory-{'https' if tls else 'http'}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -66,7 +68,7 @@ async def measure(n: int, tls: bool) -> dict[str, Any]:
             fleet_file = await emulator.write_fleet(session, n + 1, workdir / "fleet.json")
         child = await h.spawn(
             [h.PYTHON, "-m", "bench.conn_memory", "--hold", str(fleet_file),
-             *(["--ca-file", emulator.ca_file] if emulator.ca_file else [])],
+             "--loop", loop, *(["--ca-file", emulator.ca_file] if emulator.ca_file else [])],
             cpu=h.SUT_CPU, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         result = await h.read_json_line(child, "the holding client")
@@ -74,7 +76,7 @@ async def measure(n: int, tls: bool) -> dict[str, Any]:
     finally:
         await emulator.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    return {"scheme": "https" if tls else "http", **result}
+    return {"scheme": "https" if tls else "http", "loop": loop, **result}
 
 
 def main() -> int:
@@ -82,24 +84,40 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--hold", help=argparse.SUPPRESS)  # the child's fleet file
     parser.add_argument("--ca-file", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop", "both"],
+        default="both",
+        help="the holding client's event loop (default: both, one run each)",
+    )
     args = parser.parse_args()
     if args.hold is not None:
-        sys.stdout.write(json.dumps(asyncio.run(hold(args.hold, args.ca_file))) + "\n")
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            held = runner.run(hold(args.hold, args.ca_file))
+        sys.stdout.write(json.dumps(held) + "\n")
         return 0
+    loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
     h.pin(h.CONTROL_CPU)
     result: dict[str, Any] = {
         "bench": "conn_memory",
         "command": h.command_line(),
         "machine": h.machine(),
-        "runs": [asyncio.run(measure(args.connections, tls)) for tls in (False, True)],
+        "runs": [
+            asyncio.run(measure(args.connections, tls, loop))
+            for loop in loops
+            for tls in (False, True)
+        ],
     }
     path = h.save("conn_memory", result)
     print(h.json_dumps(result))
     print()
     print(
         h.table(
-            ["scheme", "connections held", "KB per connection"],
-            [[r["scheme"], r["connections"], r["kb_per_connection"]] for r in result["runs"]],
+            ["loop", "scheme", "connections held", "KB per connection"],
+            [
+                [r["loop"], r["scheme"], r["connections"], r["kb_per_connection"]]
+                for r in result["runs"]
+            ],
         )
     )
     print(f"\nsaved {path.relative_to(h.ROOT)}")

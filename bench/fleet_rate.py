@@ -36,6 +36,8 @@ minutes left. Scrapes happen outside the CPU window.
     .venv/bin/python -m bench.fleet_rate --connections 1000 --speed 100 --variants mixed
     .venv/bin/python -m bench.fleet_rate --variants mixed --keepalive 30   # reuse connections
     .venv/bin/python -m bench.fleet_rate --variants mixed --tls   # a TLS handshake each
+    .venv/bin/python -m bench.fleet_rate --variants probes --tls --connections 25000 \
+        --speed 4 --keepalive 30 --loop asyncio   # idle TLS connections at the design rate
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ async def variant(
         "probe_interval": 86_400.0 if name == "refreshes" else PROBE_INTERVAL,
         "keepalive_seconds": args.keepalive,
         "tls": args.tls,
+        "event_loop": args.loop,
     }
     try:
         port = h.free_port()
@@ -131,13 +134,14 @@ async def variant(
             max_in_flight=args.max_in_flight,
             probe_interval=86_400.0 if name == "refreshes" else None,
             keepalive=args.keepalive,
+            event_loop=args.loop,
         )
         config = h.daemon_config(emulator.config, workdir / "daemon.toml", options)
         first = await emulator.totals(session)
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, **emulator.client_env()}
         daemon = await h.Daemon.start(config, workdir / "daemon.log", port, env=env)
         try:
-            async with asyncio.timeout(120):
+            async with asyncio.timeout(max(120.0, n * 0.01)):  # 10 ms a connection
                 out["all_probed_seconds"] = round(await daemon.wait_probed(n), 3)
             h.log(f"{name}: all probed; warming up for {args.warmup} s")
             await asyncio.sleep(args.warmup)
@@ -178,6 +182,7 @@ async def variant(
                 window["cpu_seconds_per_1000_operations"] = round(cpu / operations * 1e3, 4)
             out["window"] = window
             out["rss_bytes"] = h.rss_bytes(daemon.pid)
+            out["open_sockets"] = h.open_sockets(daemon.pid)
 
             if name != "probes" and args.sample_seconds > 0:
                 h.log(f"{name}: sampling token expiries for {args.sample_seconds} s")
@@ -238,6 +243,8 @@ HEADERS = [
     "expired",
     "overlaps",
     "conn/req",
+    "sockets",
+    "RSS MB",
     "noise s",
 ]
 
@@ -267,6 +274,8 @@ def rows(result: dict[str, Any]) -> list[list[object]]:
                 v["evidence"]["expired_token_uses"],
                 v["evidence"]["refresh_overlaps"],
                 w["connections_per_request"],
+                v["open_sockets"],
+                round(v["rss_bytes"] / 2**20),
                 w["other_on_cpu_seconds"],
             ]
         )
@@ -313,6 +322,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--tls", action="store_true", help="HTTPS, as real instances: a handshake per connection"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default=None,
+        help="[daemon] event_loop of the daemon (default: the daemon's own default)",
     )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="mixed only, short windows")

@@ -34,6 +34,7 @@ those on a compressed clock.
     .venv/bin/python -m bench.fleet_scale --quick          # 2k at speed 10 (< 1 min)
     .venv/bin/python -m bench.fleet_scale --steps 100000 --window 30
     .venv/bin/python -m bench.fleet_scale --steps 20000 --floor
+    .venv/bin/python -m bench.fleet_scale --steps 20000 --floor --loop asyncio
 
 Prints one JSON object (also saved under bench/results/), then a table.
 """
@@ -136,11 +137,14 @@ async def step(
         "connections": n,
         "speed": args.speed,
         "emulator_spawn_to_ready_seconds": round(emulator.spawned_at, 3),
+        "event_loop": args.loop,
     }
     try:
         port = h.free_port()
         config = h.daemon_config(
-            emulator.config, workdir / "daemon.toml", h.DaemonOptions(web_port=port)
+            emulator.config,
+            workdir / "daemon.toml",
+            h.DaemonOptions(web_port=port, event_loop=args.loop),
         )
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
         before = await emulator.totals(session)
@@ -375,6 +379,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep logs, store and config")
     parser.add_argument(
         "--floor", action="store_true", help="also a bare aiohttp cold start of each step"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default=None,
+        help="[daemon] event_loop of the daemon (default: the daemon's own default)",
     )
     parser.add_argument("--quick", action="store_true", help="2,000 connections at speed 10")
     args = parser.parse_args()

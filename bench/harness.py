@@ -72,6 +72,17 @@ def rss_bytes(pid: int, key: str = "VmRSS") -> int:
     return 0
 
 
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds open (its /proc fd table): for a client, the
+    listening sockets aside, its pooled connections, busy or idle."""
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed while we looked
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
 def cpu_busy_seconds(cpu: int) -> float:
     """Busy time of one CPU (everything but idle and iowait), from /proc/stat."""
     for line in Path("/proc/stat").read_text().splitlines():
@@ -393,6 +404,7 @@ class DaemonOptions:
     probe_interval: float | None = None
     sample_ratio: float | None = None
     keepalive: float | None = None  # [http] keepalive_timeout; None: the daemon's default
+    event_loop: str | None = None  # [daemon] event_loop; None: the daemon's default
 
 
 def daemon_config(fleet_config: Path, out: Path, options: DaemonOptions) -> Path:
@@ -402,6 +414,8 @@ def daemon_config(fleet_config: Path, out: Path, options: DaemonOptions) -> Path
     daemon_keys = [f'log_level = "{options.log_level}"', 'log_format = "json"']
     if options.max_in_flight is not None:
         daemon_keys.append(f"max_in_flight = {options.max_in_flight}")
+    if options.event_loop is not None:
+        daemon_keys.append(f'event_loop = "{options.event_loop}"')
     if "\n[daemon]\n" not in text:
         raise ValueError(f"{fleet_config} has no [daemon] table")
     text = text.replace("\n[daemon]\n", "\n[daemon]\n" + "\n".join(daemon_keys) + "\n", 1)
