@@ -83,7 +83,6 @@ SNOWMON: dict[str, tuple[str, str, float | None]] = {
 }
 CONTENDERS = ("bare", "blackbox", *SNOWMON)
 DEFAULT = ("bare", "blackbox", "snowmon-on", "snowmon-off", "snowmon-spans", "snowmon-logs")
-LOOPS = ("auto", "uvloop", "asyncio")  # [daemon] event_loop
 NEVER = 86_400_000  # access tokens of 1,000 days: nobody refreshes during the run
 
 
@@ -429,17 +428,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--interval", type=float, default=6.0, help="probe interval, seconds")
-    parser.add_argument(
-        "--keepalive",
-        type=float,
-        default=30.0,
-        help="seconds an idle connection is kept, bare loop and daemon alike (the daemon's"
-        " default 30); below the probe interval, every probe opens a new connection",
-    )
-    parser.add_argument(
-        "--tls",
-        action="store_true",
-        help="the emulator speaks HTTPS (self-signed; every contender trusts it)",
+    h.add_connection_arguments(
+        parser,
+        keepalive=30.0,
+        keepalive_help="seconds an idle connection is kept, bare loop and daemon alike (30:"
+        " every probe reuses its connection at the default interval); below the probe"
+        " interval, every probe opens a new connection",
     )
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=30.0)
@@ -460,8 +454,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="500 instances, 100/s, 1 round")
     args = parser.parse_args()
-    if args.keepalive < 1.0:
-        parser.error("--keepalive: the daemon takes 1 s at least ([http] keepalive_timeout)")
+    h.check_connection_arguments(parser, args)
     if args.quick:
         args.instances, args.interval, args.rounds = 500, 5.0, 1
         args.warmup, args.window, args.settle = 2.0, 5.0, 1.0
@@ -471,13 +464,13 @@ def main() -> int:
         name, _, rest = spec.partition("=")
         directory, _, mode = rest.rpartition(":")
         loop = None
-        if mode in LOOPS:
+        if mode in h.LOOPS:
             loop = mode
             directory, _, mode = directory.rpartition(":")
         if not name or not directory or f"snowmon-{mode}" not in SNOWMON:
             parser.error(
                 f"--variant {spec}: NAME=DIR:MODE[:LOOP], MODE one of on off spans logs"
-                f" sampled, LOOP one of {' '.join(LOOPS)}"
+                f" sampled, LOOP one of {' '.join(h.LOOPS)}"
             )
         args.variants[name] = (Path(directory), mode, loop)
         args.contenders.append(name)

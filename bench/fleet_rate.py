@@ -314,26 +314,17 @@ def main() -> int:
     parser.add_argument("--sample-seconds", type=float, default=20.0)
     parser.add_argument("--sample-every", type=float, default=1.0)
     parser.add_argument("--max-in-flight", type=int, default=None)
-    parser.add_argument(
-        "--keepalive",
-        type=float,
-        default=1.0,
-        help="[http] keepalive_timeout of the daemon, wall seconds (30: reuse every connection)",
+    h.add_connection_arguments(
+        parser,
+        keepalive=1.0,
+        keepalive_help="[http] keepalive_timeout of the daemon, wall seconds (30: reuse every"
+        " connection)",
     )
-    parser.add_argument(
-        "--tls", action="store_true", help="HTTPS, as real instances: a handshake per connection"
-    )
-    parser.add_argument(
-        "--loop",
-        choices=["auto", "uvloop", "asyncio"],
-        default=None,
-        help="[daemon] event_loop of the daemon (default: the daemon's own default)",
-    )
+    h.add_loop_argument(parser)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--quick", action="store_true", help="mixed only, short windows")
     args = parser.parse_args()
-    if args.keepalive < 1.0:
-        parser.error("--keepalive: the daemon takes 1 s at least ([http] keepalive_timeout)")
+    h.check_connection_arguments(parser, args)
     if args.quick:
         args.variants, args.warmup, args.window, args.sample_seconds = ["mixed"], 15.0, 15.0, 8.0
         args.settle = 2.0

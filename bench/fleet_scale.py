@@ -380,12 +380,7 @@ def main() -> int:
     parser.add_argument(
         "--floor", action="store_true", help="also a bare aiohttp cold start of each step"
     )
-    parser.add_argument(
-        "--loop",
-        choices=["auto", "uvloop", "asyncio"],
-        default=None,
-        help="[daemon] event_loop of the daemon (default: the daemon's own default)",
-    )
+    h.add_loop_argument(parser)
     parser.add_argument("--quick", action="store_true", help="2,000 connections at speed 10")
     args = parser.parse_args()
     if args.quick:

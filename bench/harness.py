@@ -11,6 +11,7 @@ Not a benchmark itself: `fleet_scale`, `fleet_rate`, `compare` and `profile_daem
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
@@ -334,11 +335,44 @@ class Emulator:
         await stop(self.process, 20)
 
 
+LOOPS: Final = ("auto", "uvloop", "asyncio")  # [daemon] event_loop
+
+
+def add_loop_argument(parser: argparse.ArgumentParser) -> None:
+    """`--loop`: the daemon's `[daemon] event_loop` (None: its own default, `auto`)."""
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=None,
+        help="[daemon] event_loop of the daemon (default: the daemon's own default, auto)",
+    )
+
+
+def add_connection_arguments(
+    parser: argparse.ArgumentParser, *, keepalive: float, keepalive_help: str
+) -> None:
+    """`--keepalive S` (the daemon's and the bare clients' idle keep-alive) and `--tls`."""
+    parser.add_argument("--keepalive", type=float, default=keepalive, help=keepalive_help)
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the emulator speaks HTTPS, as real instances do (self-signed, trusted by every"
+        " client): with a keep-alive below the interval, a TLS handshake per connection",
+    )
+
+
+def check_connection_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.keepalive < 1.0:
+        parser.error("--keepalive: the daemon takes 1 s at least ([http] keepalive_timeout)")
+
+
 def bare_session(
     keepalive: float, *, limit: int = 1000, ssl: ssl.SSLContext | bool = True
 ) -> aiohttp.ClientSession:
     """A session with the daemon's pool settings (`monitor.http.HttpSettings`) and none of
-    its trace hooks: the bare clients' (`bare_loop`, `conn_memory`)."""
+    its trace hooks: the bare clients' (`bare_loop`, `conn_memory`). The numbers are
+    written out, not imported: `monitor.http` would load OpenTelemetry into the bare
+    process (+8 MB RSS)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
             limit=limit, limit_per_host=4, keepalive_timeout=keepalive, ssl=ssl
