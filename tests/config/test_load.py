@@ -36,6 +36,7 @@ def test_valid_full_file_loads_every_section() -> None:
         20,
     )
     assert (daemon.log_level, daemon.log_format) == ("debug", "json")
+    assert daemon.event_loop == "asyncio"
     assert config.http.dns_cache_ttl == 60
 
     web = config.web
@@ -142,6 +143,7 @@ def test_uvloop_asked_for_where_it_is_missing_is_a_problem(
     write: Writer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write("snowmon.toml", DAEMON + 'event_loop = "uvloop"\n' + connection("acme"))
+    monkeypatch.setattr(config_settings, "uvloop_installed", lambda: True)
     assert load_config(path, environ=ENV).config.daemon.event_loop == "uvloop"
     monkeypatch.setattr(config_settings, "uvloop_installed", lambda: False)
     with pytest.raises(ConfigError) as caught:

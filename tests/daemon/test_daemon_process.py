@@ -18,6 +18,7 @@ import aiohttp
 
 from monitor.cli import EXIT_INTERRUPTED
 from monitor.emulator import Emulator, FleetOptions
+from monitor.event_loop import resolve
 from monitor.store.crypto import Keyring, generate_key
 from monitor.store.sqlite import SqliteStore
 from tests.daemon.configs import READ_TOKEN, write_config
@@ -92,9 +93,9 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         assert time.monotonic() - started < 20
         assert "Traceback" not in log
         assert '"event":"daemon.stopped"' in log
-        # `[daemon] event_loop = "auto"` with uvloop installed (a dependency on Linux)
+        # `[daemon] event_loop = "auto"`: uvloop where it imports (a dependency on Linux)
         start_line = next(e for e in _events(log) if e["event"] == "daemon.started")
-        assert start_line["event_loop"] == "uvloop"
+        assert start_line["event_loop"] == resolve("auto")
 
 
 async def test_a_second_signal_exits_at_once_while_a_refresh_drains(tmp_path: Path) -> None:
@@ -126,6 +127,9 @@ async def test_config_warnings_are_capped_at_50_log_lines(tmp_path: Path) -> Non
     # 30 instances with inline secrets: the key and two secrets each, 61 warnings.
     async with Emulator(FleetOptions(instances=30, speed=10.0, seed=33)) as emu:
         config, port = write_config(emu.fleet_info(), tmp_path, secrets="inline")
+        text = config.read_text()
+        assert "\n[daemon]\n" in text
+        config.write_text(text.replace("\n[daemon]\n", '\n[daemon]\nevent_loop = "asyncio"\n', 1))
         async with _daemon(config) as proc:
             await _wait_all(f"http://127.0.0.1:{port}", "healthy", 30, 30)
             proc.send_signal(signal.SIGTERM)
@@ -133,6 +137,8 @@ async def test_config_warnings_are_capped_at_50_log_lines(tmp_path: Path) -> Non
     log = _log(config)
     assert proc.returncode == 0, log[-2000:]
     events = _events(log)
+    # the configured loop, not the default
+    assert next(e for e in events if e["event"] == "daemon.started")["event_loop"] == "asyncio"
     shown = [e for e in events if e["event"] == "config.warning"]
     suppressed = [e for e in events if e["event"] == "config.warnings_suppressed"]
     assert len(shown) == 50
