@@ -112,7 +112,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--coldstart", type=Path, help="the emulator's /admin/fleet list")
     parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument("--keepalive", type=float, default=30.0, help="seconds, as the daemon's")
+    parser.add_argument(
+        "--keepalive", type=float, default=3.0, help="seconds, as the daemon's keepalive_timeout"
+    )
     args = parser.parse_args()
     if args.coldstart is not None:
         fleet = json.loads(args.coldstart.read_text())

@@ -32,16 +32,16 @@ CPU 1 and makes the same probe, `GET <instance>/api/now/table/sys_user?sysparm_l
 Connections: with the defaults (2,000 instances, one probe each every 6 s, keep-alive
 30 s) every probe after an instance's first reuses a kept-alive connection. At the
 design point (100,000 connections, a probe each every 5 minutes) none does: an idle
-connection is closed after 30 s, so every probe opens a new TCP connection (and, against
-a real instance, a TLS session). `--keepalive 1` (bare loop and daemon alike) brings
-that regime to the benchmark's rate: the interval stays longer than the keep-alive, and
-every instance gets a socket of its own (else, past 250 instances, instances share the
-emulator's sockets, and a pool per host:port would keep a connection alive for all that
-share one). blackbox_exporter opens a new connection for every probe in both. The
-emulator counts the TCP connections it accepts: "conn/req" in the table. `--tls` has the
-emulator speak HTTPS (a self-signed certificate every contender trusts: SSL_CERT_FILE,
-blackbox's `tls_config.ca_file`), as real instances do: with `--keepalive 1`, every
-probe is a TLS handshake.
+connection is closed after 3 s (the daemon's `keepalive_timeout`), so every probe opens a
+new TCP connection (and, against a real instance, a TLS session). `--keepalive 1` (bare
+loop and daemon alike) brings that regime to the benchmark's rate: the interval stays
+longer than the keep-alive, and every instance gets a socket of its own (else, past 250
+instances, instances share the emulator's sockets, and a pool per host:port would keep a
+connection alive for all that share one). blackbox_exporter opens a new connection for
+every probe in both. The emulator counts the TCP connections it accepts: "conn/req" in
+the table. `--tls` has the emulator speak HTTPS (a self-signed certificate every
+contender trusts: SSL_CERT_FILE, blackbox's `tls_config.ca_file`), as real instances
+do: with `--keepalive 1`, every probe is a TLS handshake.
 
 Per contender, a window after a warm-up: its CPU from /proc (all threads), the probes
 the emulator answered in the window (its own count), the emulator's CPU. Rounds
@@ -65,12 +65,13 @@ import json
 import shutil
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
 
 from bench import harness as h
+from monitor.event_loop import EVENT_LOOPS
 
 BLACKBOX = h.ROOT / ".tools" / "bin" / "prometheus-blackbox-exporter"
 # snowmon contenders: (traces, log_level, sample_ratio)
@@ -124,6 +125,14 @@ def blackbox_config(targets: list[list[str]], path: Path, ca_file: str | None = 
         for i, (_, token) in enumerate(targets)
     }
     path.write_text(json.dumps({"modules": modules}), encoding="utf-8")
+
+
+class Variant(NamedTuple):
+    """`--variant NAME=DIR:MODE[:LOOP]`: snowmon from DIR/monitor in MODE on LOOP."""
+
+    code: Path
+    mode: str
+    loop: str | None  # None: the daemon's default
 
 
 class Round:
@@ -247,7 +256,7 @@ async def run_snowmon(
     code = args.code
     event_loop = None
     if name in args.variants:
-        code, mode, event_loop = args.variants[name]
+        code, mode, event_loop = args.variants[name]  # a Variant
         name = f"snowmon-{mode}"
     traces, log_level, ratio = SNOWMON[name]
     port = h.free_port()
@@ -315,7 +324,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "tls": args.tls,
         "daemon_code": {
             "snowmon": h.tree_digest((args.code or h.ROOT) / "monitor"),
-            **{v: h.tree_digest(d / "monitor") for v, (d, _, _) in args.variants.items()},
+            **{v: h.tree_digest(variant.code / "monitor") for v, variant in args.variants.items()},
         },
         "rounds": [],
     }
@@ -464,15 +473,15 @@ def main() -> int:
         name, _, rest = spec.partition("=")
         directory, _, mode = rest.rpartition(":")
         loop = None
-        if mode in h.LOOPS:
+        if mode in EVENT_LOOPS:
             loop = mode
             directory, _, mode = directory.rpartition(":")
         if not name or not directory or f"snowmon-{mode}" not in SNOWMON:
             parser.error(
                 f"--variant {spec}: NAME=DIR:MODE[:LOOP], MODE one of on off spans logs"
-                f" sampled, LOOP one of {' '.join(h.LOOPS)}"
+                f" sampled, LOOP one of {' '.join(EVENT_LOOPS)}"
             )
-        args.variants[name] = (Path(directory), mode, loop)
+        args.variants[name] = Variant(Path(directory), mode, loop)
         args.contenders.append(name)
     result = asyncio.run(main_async(args))
     path = h.save("compare", result)

@@ -2,7 +2,7 @@
 
 The daemon's pool keeps a connection open for `[http] keepalive_timeout` after its last
 request, so at a steady request rate R about R x keepalive connections sit idle at any
-moment (at the design point ~417 requests/s: ~12,500 at the default 30 s). This opens N
+moment (at the design point ~417 requests/s: ~1,250 at the default 3 s). This opens N
 connections to N emulated instances (a socket each) from one aiohttp session with the
 daemon's pool settings but a keep-alive longer than the run, one Table API request on
 each, and reports how much the client's RSS grew per connection held, once over HTTP

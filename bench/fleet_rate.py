@@ -12,7 +12,7 @@ refresh's slack before the 5-minute line is 100 times shorter than in real life 
 harsher test), and the heap and memory are those of N connections (`fleet_scale`
 measures 100,000 at real time). Nor does the keep-alive of idle HTTP connections: it runs
 on the wall clock. At real time a connection is probed every 5 minutes and kept alive
-30 s, so every probe and nearly every refresh opens a new TCP connection; at speed 100
+3 s, so every probe and nearly every refresh opens a new TCP connection; at speed 100
 (a probe every 3 s of wall time) a 30 s keep-alive would reuse every one. The daemon
 therefore runs with `[http] keepalive_timeout = 1` (`--keepalive`, the smallest it
 takes; 0.3 s would be the exact scale) against an emulator that gives every instance a
@@ -36,8 +36,8 @@ minutes left. Scrapes happen outside the CPU window.
     .venv/bin/python -m bench.fleet_rate --connections 1000 --speed 100 --variants mixed
     .venv/bin/python -m bench.fleet_rate --variants mixed --keepalive 30   # reuse connections
     .venv/bin/python -m bench.fleet_rate --variants mixed --tls   # a TLS handshake each
-    .venv/bin/python -m bench.fleet_rate --variants probes --tls --connections 25000 \
-        --speed 4 --keepalive 30 --loop asyncio   # idle TLS connections at the design rate
+    .venv/bin/python -m bench.fleet_rate --variants probes --tls --connections 10000 \
+        --speed 10 --keepalive 3 --loop asyncio   # idle TLS connections at the 100k rate
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ async def variant(
         "probe_interval": 86_400.0 if name == "refreshes" else PROBE_INTERVAL,
         "keepalive_seconds": args.keepalive,
         "tls": args.tls,
-        "event_loop": args.loop,
+        "event_loop": h.loop_ran(args.loop),
     }
     try:
         port = h.free_port()

@@ -137,7 +137,7 @@ async def step(
         "connections": n,
         "speed": args.speed,
         "emulator_spawn_to_ready_seconds": round(emulator.spawned_at, 3),
-        "event_loop": args.loop,
+        "event_loop": h.loop_ran(args.loop),
     }
     try:
         port = h.free_port()

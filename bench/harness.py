@@ -30,9 +30,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import aiohttp
+
+from monitor.event_loop import EVENT_LOOPS, EventLoopChoice, resolve
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS: Final = ROOT / "bench" / "results"
@@ -101,7 +103,7 @@ def machine() -> dict[str, object]:
             model = line.split(":", 1)[1].strip()
             break
     versions: dict[str, str] = {}
-    for name in ("aiohttp", "opentelemetry-sdk", "prometheus-client"):
+    for name in ("aiohttp", "opentelemetry-sdk", "prometheus-client", "uvloop"):
         with contextlib.suppress(Exception):
             from importlib.metadata import version  # noqa: PLC0415
 
@@ -335,14 +337,16 @@ class Emulator:
         await stop(self.process, 20)
 
 
-LOOPS: Final = ("auto", "uvloop", "asyncio")  # [daemon] event_loop
+def loop_ran(choice: str | None) -> str:
+    """The loop a daemon given `--loop choice` runs on (None: its default, `auto`)."""
+    return resolve(cast("EventLoopChoice", choice or "auto"))  # argparse checked the name
 
 
 def add_loop_argument(parser: argparse.ArgumentParser) -> None:
     """`--loop`: the daemon's `[daemon] event_loop` (None: its own default, `auto`)."""
     parser.add_argument(
         "--loop",
-        choices=LOOPS,
+        choices=EVENT_LOOPS,
         default=None,
         help="[daemon] event_loop of the daemon (default: the daemon's own default, auto)",
     )
