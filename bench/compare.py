@@ -39,7 +39,7 @@ longer than the keep-alive, and every instance gets a socket of its own (else, p
 instances, instances share the emulator's sockets, and a pool per host:port would keep a
 connection alive for all that share one). blackbox_exporter opens a new connection for
 every probe in both. The emulator counts the TCP connections it accepts: "conn/req" in
-the table. `--tls` has the emulator speak HTTPS (a self-signed certificate every
+the table. `--tls` has the emulator speak HTTPS (certificates under a root every
 contender trusts: SSL_CERT_FILE, blackbox's `tls_config.ca_file`), as real instances
 do: with `--keepalive 1`, every probe is a TLS handshake.
 

@@ -292,7 +292,7 @@ class Emulator:
         """`own_sockets`: every instance on a socket of its own, as real instances are
         hosts of their own (else, past 250 instances, they share 250 sockets and a
         client's per-host pool keeps a connection alive for several instances). `tls`:
-        HTTPS with a self-signed certificate written to `workdir` (`ca_file`)."""
+        HTTPS with certificates written to `workdir` (`ca_file`: the root to trust)."""
         config = workdir / "fleet.toml"
         addressing = "hosts" if own_sockets else "prefix" if instances > 250 else "auto"
         args = [
@@ -360,7 +360,7 @@ def add_connection_arguments(
     parser.add_argument(
         "--tls",
         action="store_true",
-        help="the emulator speaks HTTPS, as real instances do (self-signed, trusted by every"
+        help="the emulator speaks HTTPS, as real instances do (its root trusted by every"
         " client): with a keep-alive below the interval, a TLS handshake per connection",
     )
 

@@ -11,7 +11,6 @@ Everything here is also reachable over the admin API at `emu.admin_url`.
 
 from __future__ import annotations
 
-import ssl
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,6 +26,7 @@ from monitor.emulator.scenario import Scenario, apply_scenario, patch_faults
 from monitor.emulator.server import FleetServer
 from monitor.emulator.state import FleetState
 from monitor.emulator.stats import FleetTotals, InstanceStats
+from monitor.emulator.tls import TlsFiles
 
 ADMIN_HOST = "127.0.0.1"
 
@@ -60,9 +60,9 @@ class Emulator:
         options: FleetOptions | None = None,
         scenario: Scenario | None = None,
         *,
-        tls: ssl.SSLContext | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
-        """`tls`: the instances speak HTTPS with this server context (`monitor.emulator.tls`)."""
+        """`tls`: the instances speak HTTPS with these certificates (`monitor.emulator.tls`)."""
         self._created = time.perf_counter()
         self.options = options if options is not None else FleetOptions()
         self._scenario = scenario

@@ -21,7 +21,7 @@ from monitor.emulator.daemon_config import SecretStyle, write_daemon_config
 from monitor.emulator.emulator import Emulator
 from monitor.emulator.fleet import FleetOptions
 from monitor.emulator.scenario import load_scenario
-from monitor.emulator.tls import write_self_signed
+from monitor.emulator.tls import write_certificates
 
 
 def _print_line(event: dict[str, object]) -> None:
@@ -36,14 +36,13 @@ class ServeOptions:
     config_out: Path | None = None
     secrets: SecretStyle = "auto"
     announce: Callable[[dict[str, object]], None] = _print_line
-    tls_dir: Path | None = None  # HTTPS, with a new self-signed certificate written here
+    tls_dir: Path | None = None  # HTTPS, with new certificates written here
 
 
 async def serve(options: ServeOptions, stop: asyncio.Event) -> None:
     scenario = load_scenario(options.scenario) if options.scenario is not None else None
-    tls = write_self_signed(options.tls_dir) if options.tls_dir is not None else None
-    context = tls.server_context() if tls is not None else None
-    async with Emulator(options.fleet, scenario, tls=context) as emulator:
+    tls = write_certificates(options.tls_dir) if options.tls_dir is not None else None
+    async with Emulator(options.fleet, scenario, tls=tls) as emulator:
         if options.config_out is not None:
             write_daemon_config(emulator.fleet_info(), options.config_out, secrets=options.secrets)
         first = emulator.instances[0]
@@ -58,7 +57,7 @@ async def serve(options: ServeOptions, stop: asyncio.Event) -> None:
                 "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "clock": emulator.clock.snapshot(),
                 # what a client must trust: SSL_CERT_FILE, or an SSL context's cafile
-                "ca_file": str(tls.cert) if tls is not None else None,
+                "ca_file": str(tls.ca) if tls is not None else None,
             }
         )
         await stop.wait()
@@ -85,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tls",
         type=Path,
         metavar="DIR",
-        help="serve HTTPS with a new self-signed certificate written to DIR (ca_file)",
+        help="serve HTTPS with new certificates written to DIR (ca_file: the root to trust)",
     )
 
 

@@ -31,6 +31,7 @@ from monitor.emulator.faults import Endpoint, Faults
 from monitor.emulator.fleet import Instance, socket_address, socket_plan
 from monitor.emulator.state import FleetState
 from monitor.emulator.table_api import handle as table_handle
+from monitor.emulator.tls import TlsFiles
 from monitor.emulator.token_endpoint import TokenEndpoint
 from monitor.emulator.wire import (
     Reply,
@@ -117,9 +118,10 @@ class _CountingServer(web.Server):
 
 
 class FleetServer:
-    def __init__(self, state: FleetState, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, state: FleetState, tls: TlsFiles | None = None) -> None:
         self.state = state
-        self.tls = tls  # every instance socket speaks HTTPS with it
+        self.tls = tls  # every instance socket speaks HTTPS, with its address's certificate
+        self._contexts: dict[str, ssl.SSLContext] = {}
         self.slots: list[Slot] = []
         self.tokens = TokenEndpoint(state)
         self.authorize = AuthorizeEndpoint(state)
@@ -147,12 +149,19 @@ class FleetServer:
                 server = _CountingServer(functools.partial(self._handle, slot), self.state)
                 slot.runner = web.ServerRunner(server, handle_signals=False)
                 await slot.runner.setup()
-                await web.SockSite(slot.runner, sock, ssl_context=self.tls).start()
+                await web.SockSite(slot.runner, sock, ssl_context=self._context(host)).start()
         except BaseException:
             for sock in sockets:
                 sock.close()
             await self.stop()
             raise
+
+    def _context(self, host: str) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        if host not in self._contexts:
+            self._contexts[host] = self.tls.server_context(host)
+        return self._contexts[host]
 
     async def stop(self) -> None:
         for slot in self.slots:

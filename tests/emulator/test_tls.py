@@ -1,4 +1,5 @@
-"""HTTPS: an emulated fleet with a self-signed certificate, over real TLS on loopback."""
+"""HTTPS: an emulated fleet with certificates shaped like a real instance's (a leaf per
+address under an intermediate, a root the client trusts), over real TLS on loopback."""
 
 from __future__ import annotations
 
@@ -11,29 +12,40 @@ import pytest
 from cryptography import x509
 
 from monitor.emulator import Emulator, FleetOptions
-from monitor.emulator.tls import write_self_signed
+from monitor.emulator.tls import HOSTS, write_certificates
 from monitor.http import transport_failure
 from tests.emulator.calls import PROBE, get_table, tokens
 
 
-def test_the_certificate_names_every_loopback_address(tmp_path: Path) -> None:
-    files = write_self_signed(tmp_path)
-    cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    addresses = {str(a) for a in names.get_values_for_type(x509.IPAddress)}
-    assert {"127.0.0.1", "127.0.0.2", "127.0.0.254"} <= addresses
-    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+def test_each_address_has_a_certificate_naming_it_under_an_intermediate(
+    tmp_path: Path,
+) -> None:
+    files = write_certificates(tmp_path)
+    root = x509.load_pem_x509_certificate(files.ca.read_bytes())
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    for host in ("127.0.0.1", "127.0.0.2", "127.0.0.254"):
+        leaf, middle = x509.load_pem_x509_certificates(files.chain(host).read_bytes())
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == [host]
+        assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+        assert leaf.issuer == middle.subject
+        assert middle.issuer == root.subject
+        leaf.verify_directly_issued_by(middle)
+        middle.verify_directly_issued_by(root)
+    assert len(HOSTS) == 254
     assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    with pytest.raises(ValueError, match=r"no certificate for '10\.0\.0\.1'"):
+        files.chain("10.0.0.1")
 
 
 @pytest.mark.parametrize("addressing", ["hosts", "prefix"])
 async def test_a_client_that_trusts_the_certificate_talks_https(
     tmp_path: Path, addressing: str
 ) -> None:
-    files = write_self_signed(tmp_path)
+    files = write_certificates(tmp_path)
     options = FleetOptions(instances=3, addressing=addressing, max_sockets=2)
-    async with Emulator(options, tls=files.server_context()) as emu:
-        trusting = ssl.create_default_context(cafile=files.cert)
+    async with Emulator(options, tls=files) as emu:
+        trusting = ssl.create_default_context(cafile=files.ca)
         connector = aiohttp.TCPConnector(ssl=trusting)
         async with aiohttp.ClientSession(connector=connector) as session:
             for instance in emu.instances:
@@ -45,9 +57,9 @@ async def test_a_client_that_trusts_the_certificate_talks_https(
 
 
 async def test_a_client_that_does_not_is_a_tls_failure(tmp_path: Path) -> None:
-    files = write_self_signed(tmp_path)
+    files = write_certificates(tmp_path)
     async with (
-        Emulator(FleetOptions(instances=1), tls=files.server_context()) as emu,
+        Emulator(FleetOptions(instances=1), tls=files) as emu,
         aiohttp.ClientSession() as session,  # the system's trust store only
     ):
         with pytest.raises(aiohttp.ClientError) as caught:
