@@ -310,9 +310,7 @@ async def run_window_with_metrics(r: Round, daemon: h.Daemon) -> dict[str, Any]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     h.pin(h.CONTROL_CPU)
     rate = args.instances / args.interval
-    workdir = h.RESULTS / "work" / "compare"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = h.work_dir("compare")
     result: dict[str, Any] = {
         "bench": "compare",
         "command": h.command_line(),

@@ -59,9 +59,7 @@ async def hold(fleet_file: str, ca_file: str | None) -> dict[str, Any]:
 
 
 async def measure(n: int, tls: bool, loop: str) -> dict[str, Any]:
-    workdir = h.RESULTS / "work" / f"conn_memory-{'https' if tls else 'http'}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = h.work_dir(f"conn_memory-{'https' if tls else 'http'}")
     emulator = await h.Emulator.start(workdir, n + 1, own_sockets=True, tls=tls)
     try:
         async with aiohttp.ClientSession() as session:

@@ -101,9 +101,7 @@ async def variant(
     name: str, args: argparse.Namespace, session: aiohttp.ClientSession, sink: h.Sink
 ) -> dict[str, Any]:
     n, speed = args.connections, args.speed
-    workdir = h.RESULTS / "work" / f"fleet_rate-{name}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = h.work_dir(f"fleet_rate-{name}")
     access = NEVER if name == "probes" else ACCESS_LIFESPAN
     emulator = await h.Emulator.start(
         workdir,

@@ -127,9 +127,7 @@ def telemetry_counts(samples: h.Samples) -> dict[str, float]:
 async def step(
     n: int, args: argparse.Namespace, session: aiohttp.ClientSession, sink: h.Sink
 ) -> dict[str, Any]:
-    workdir = h.RESULTS / "work" / f"fleet_scale-{n}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = h.work_dir(f"fleet_scale-{n}")
     limit = args.limit_seconds
     h.log(f"{n}: starting the emulator")
     emulator = await h.Emulator.start(workdir, n, speed=args.speed)

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -61,6 +62,14 @@ def cpu_times(pid: int) -> tuple[float, float]:
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all threads), in seconds."""
     return sum(cpu_times(pid))
+
+
+def work_dir(name: str) -> Path:
+    """`bench/results/work/NAME`, emptied: a run's scratch files (configs, stores, logs)."""
+    path = RESULTS / "work" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def reset_peak_rss() -> None:

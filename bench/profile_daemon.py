@@ -145,9 +145,7 @@ async def record(pid: int, seconds: float, out: Path) -> None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     h.pin(h.CONTROL_CPU)
-    workdir = h.RESULTS / "work" / f"profile-{args.scenario}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = h.work_dir(f"profile-{args.scenario}")
     n, speed = args.connections, args.speed
     probes_only = args.load == "probes"
     emulator = await h.Emulator.start(

@@ -57,6 +57,13 @@ class ResumingContext(ssl.SSLContext):
             self.last[server_hostname] = obj
         return obj
 
+    @classmethod
+    def trusting(cls, ca_file: str) -> ResumingContext:
+        """A client context (hostname checked) that trusts `ca_file`."""
+        context = cls(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(ca_file)
+        return context
+
     def keep(self, host: str) -> bool:
         """Keep `host`'s session for its next handshake; whether this one was resumed."""
         obj = self.last[host]
@@ -65,35 +72,33 @@ class ResumingContext(ssl.SSLContext):
         return obj.session_reused
 
 
-async def requests(urls: list[str], ca_file: str, resume: bool, n: int) -> dict[str, Any]:
-    context: ssl.SSLContext
-    if resume:
-        resuming = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-        resuming.load_verify_locations(ca_file)
-        context = resuming
-    else:
-        context = ssl.create_default_context(cafile=ca_file)
+async def requests(urls: list[str], context: ssl.SSLContext | bool, n: int) -> dict[str, Any]:
+    """N requests, a new connection each; resumed when `context` is a ResumingContext."""
+    resuming = context if isinstance(context, ResumingContext) else None
     connector = aiohttp.TCPConnector(ssl=context, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(url: str) -> bool:
             async with session.get(url) as response:
                 await response.read()
-            return resume and resuming.keep(urlsplit(url).hostname or "")
+            return resuming is not None and resuming.keep(urlsplit(url).hostname or "")
 
         for url in urls:  # a first session for every host
             await one(url)
         started = time.process_time()
         resumed = sum([await one(urls[k % len(urls)]) for k in range(n)])
         cpu = time.process_time() - started
-    return {"resume": resume, "requests": n, "resumed": resumed, "cpu_us": cpu / n * 1e6}
+    return {
+        "resume": resuming is not None,
+        "requests": n,
+        "resumed": resumed,
+        "cpu_us": cpu / n * 1e6,
+    }
 
 
 async def measure(loop: str, n: int) -> list[dict[str, Any]]:
     """One emulator (its own process) and, on this loop, full and resumed in turn."""
-    workdir = h.RESULTS / "work" / "tls_resumption"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir = h.work_dir("tls_resumption")
     emulator = await h.Emulator.start(workdir, INSTANCES, own_sockets=True, tls=True)
     try:
         async with aiohttp.ClientSession() as session:
@@ -102,10 +107,13 @@ async def measure(loop: str, n: int) -> list[dict[str, Any]]:
         ca_file = emulator.ca_file
         if ca_file is None:
             raise RuntimeError("the emulator announced no ca_file")
-        return [
-            {"loop": loop, **await requests(urls, ca_file, resume, n)}
-            for resume in (False, True, False, True)
-        ]
+        runs = []
+        for resume in (False, True, False, True):
+            # a new context each run: a session is only resumed through the context it
+            # came from, so every resumed run starts with none
+            context = ResumingContext.trusting(ca_file) if resume else emulator.ssl_context()
+            runs.append({"loop": loop, **await requests(urls, context, n)})
+        return runs
     finally:
         await emulator.close()
         shutil.rmtree(workdir, ignore_errors=True)
