@@ -21,6 +21,7 @@ Needs py-spy: `.venv/bin/pip install -e '.[bench]'`.
     .venv/bin/python -m bench.profile_daemon --scenario coldstart --connections 100000
     .venv/bin/python -m bench.profile_daemon --quick               # rate, 10 s (< 1 min)
     .venv/bin/python -m bench.profile_daemon --load probes --telemetry off --code /tmp/p
+    .venv/bin/python -m bench.profile_daemon --quick --tls        # every request a handshake
 """
 
 from __future__ import annotations
@@ -154,9 +155,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         speed=speed,
         access_lifespan=86_400_000 if probes_only else None,
         refresh_lifespan=172_800_000 if probes_only else None,
+        # over HTTPS, as fleet_rate --tls: a socket per instance and a 1 s keep-alive, so
+        # that every request is a handshake, as at the design point
+        own_sockets=args.tls,
+        tls=args.tls,
     )
     sink = await h.Sink.start()
-    folded = h.RESULTS / f"profile-{args.scenario}-{args.load}-{args.telemetry}-{n}.folded"
+    tls = "-tls" if args.tls else ""
+    folded = h.RESULTS / f"profile-{args.scenario}-{args.load}-{args.telemetry}-{n}{tls}.folded"
     result: dict[str, Any] = {
         "bench": "profile_daemon",
         "command": h.command_line(),
@@ -167,6 +173,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "load": args.load,
         "telemetry": args.telemetry,
+        "tls": args.tls,
         "daemon_code": h.tree_digest((args.code or h.ROOT) / "monitor"),
         "folded_stacks": str(folded.relative_to(h.ROOT)),
     }
@@ -174,10 +181,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         port = h.free_port()
         on = args.telemetry == "on"
         options = h.DaemonOptions(
-            web_port=port, traces="otlp" if on else "none", log_level="info" if on else "warning"
+            web_port=port,
+            traces="otlp" if on else "none",
+            log_level="info" if on else "warning",
+            keepalive=1.0 if args.tls else None,
         )
         config = h.daemon_config(emulator.config, workdir / "daemon.toml", options)
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, **emulator.client_env()}
         if args.code is not None:
             env["PYTHONPATH"] = str(args.code)
         daemon = await h.Daemon.start(config, workdir / "daemon.log", port, env=env)
@@ -242,6 +252,12 @@ def main() -> int:
     )
     parser.add_argument("--telemetry", choices=("on", "off"), default="on")
     parser.add_argument("--code", type=Path, help="run the daemon from DIR/monitor")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the emulator speaks HTTPS; a socket per instance and a 1 s keep-alive, so that"
+        " every request is a TLS handshake (as fleet_rate --tls)",
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if not Path(PY_SPY).exists():
